@@ -1,0 +1,1 @@
+"""l2lab collectors (see the issues for what lands here)."""

@@ -1,0 +1,1 @@
+"""l2lab kernels (see the issues for what lands here)."""

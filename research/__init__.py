@@ -1,0 +1,1 @@
+"""l2lab research (see the issues for what lands here)."""
