@@ -84,6 +84,8 @@ class PerpSpec:
     days: int
     n_contracts: int
     funding_interval_h: int
+    regime_mean_duration_h: tuple[float, ...]
+    minute_volume_usd: tuple[float, float]
     market_vol_annual: float
     idio_vol_annual: tuple[float, float]
     beta_range: tuple[float, float]
@@ -256,6 +258,10 @@ class _Reader:
         return tuple(out)
 
 
+def _pair(values: tuple[float, ...]) -> tuple[float, float]:
+    return (values[0], values[1])
+
+
 def _build(tree: dict, source: str) -> SimConfig:
     r = _Reader(tree, source)
     seed = r.integer("seed", 0)
@@ -357,9 +363,11 @@ def _build(tree: dict, source: str) -> SimConfig:
         days=q.integer("days", 1),
         n_contracts=q.integer("n_contracts", 2),
         funding_interval_h=q.integer("funding_interval_h", 1),
+        regime_mean_duration_h=q.numbers("regime_mean_duration_h", len(regimes.names), 1e-3),
+        minute_volume_usd=_pair(q.numbers("minute_volume_usd", 2, 0.0)),
         market_vol_annual=q.number("market_vol_annual", 0.0),
-        idio_vol_annual=(idio[0], idio[1]),
-        beta_range=(betas[0], betas[1]),
+        idio_vol_annual=_pair(idio),
+        beta_range=_pair(betas),
         crowding_half_life_h=q.number("crowding_half_life_h", 0.0, strict_lo=True),
         funding_base=q.number("funding_base"),
         funding_crowding_loading=q.number("funding_crowding_loading", 0.0, strict_lo=True),
@@ -369,6 +377,10 @@ def _build(tree: dict, source: str) -> SimConfig:
         delistings=q.integer("delistings", 0),
         venue_outages=q.integer("venue_outages", 0),
     )
+    if 24 % perps.funding_interval_h:
+        raise ConfigError(f"{q.where('funding_interval_h')} must divide 24, got {perps.funding_interval_h}")
+    if perps.n_contracts > 40:
+        raise ConfigError(f"{q.where('n_contracts')} must be <= 40 (the simulated listing has 40 names)")
     if perps.late_listings + perps.delistings >= perps.n_contracts:
         raise ConfigError(f"{q.where('late_listings')} + delistings must leave some contracts listed throughout")
     return SimConfig(seed, start_ns, latent_dt_ms, regimes, signal, tuple(products), perps, tree)

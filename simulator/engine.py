@@ -147,9 +147,10 @@ def _emit(out_ts, out_kind, out_side, out_px, out_sz, out_tid, out_flags, m, ts,
 
 @njit(cache=True)
 def run_block(t_ns, dt_ns, log_price, signal, activity, params, keys, sizes, counts, rng, scalars,
-              out_ts, out_kind, out_side, out_px, out_sz, out_tid, out_flags):
+              out_ts, out_kind, out_side, out_px, out_sz, out_tid, out_flags, top_bid, top_ask):
     """Run one latent block; returns the number of events written, or -1 if the output buffers are full
-    (the caller then retries the block with larger buffers from a saved state copy)."""
+    (the caller then retries the block with larger buffers from a saved state copy). ``top_bid[i]`` and
+    ``top_ask[i]`` receive the best prices at the end of step i (-1 for an empty side)."""
     cap_out = out_ts.shape[0]
     cap_book = keys.shape[1]
     dt_s = params[P_DT_S]
@@ -304,4 +305,6 @@ def run_block(t_ns, dt_ns, log_price, signal, activity, params, keys, sizes, cou
                 m = _emit(out_ts, out_kind, out_side, out_px, out_sz, out_tid, out_flags, m,
                           t_end, KIND_L2, side, px, 0, -1, 0)
                 _remove(keys, sizes, counts, side, 0)
+        top_bid[i] = keys[0, counts[0] - 1] if counts[0] > 0 else -1
+        top_ask[i] = -keys[1, counts[1] - 1] if counts[1] > 0 else -1
     return m

@@ -130,7 +130,10 @@ class MarketSimulator:
         return bids, asks
 
     def latent_path(self) -> dict[str, np.ndarray]:
-        """The recorded latent path at LATENT_SAMPLE_MS resolution up to the generated time (ground truth)."""
+        """The recorded latent path at LATENT_SAMPLE_MS resolution up to the generated time (ground truth):
+        ``t_ns``, ``regime`` and per symbol ``signal__S``, ``log_price__S`` (efficient), ``sigma__S``, and the
+        venue's ``best_bid__S`` / ``best_ask__S`` in ticks just before ``t_ns`` (approximately: the state at the
+        end of the previous latent step; the first sample of a block repeats its step's end state)."""
         if not self._latent_samples:
             return {}
         keys = self._latent_samples[0].keys()
@@ -140,28 +143,32 @@ class MarketSimulator:
     def _warm_up(self) -> None:
         steps = int(WARMUP_S * 1000 / self.config.latent_dt_ms)
         t = self.config.start_ns - steps * self._dt_ns + self._dt_ns * np.arange(steps, dtype=np.int64)
+        self._last_top = []
         for k, p in enumerate(self.config.products):
             flat = np.full(steps, math.log(p.initial_price))
-            self._run_engine(k, t, flat, np.zeros(steps), np.ones(steps))
+            _, top = self._run_engine(k, t, flat, np.zeros(steps), np.ones(steps))
+            self._last_top.append(top[:, -1].copy())
             self._states[k].scalars[engine.S_TRADE_ID] = 1.0
             self._states[k].scalars[engine.S_EXCITATION] = 0.0
 
     _ENGINE_FIELDS = ("ts_ns", "kind", "side", "price", "size", "trade_id", "flags")
 
-    def _run_engine(self, k: int, t_ns, log_price, signal, activity) -> np.ndarray:
+    def _run_engine(self, k: int, t_ns, log_price, signal, activity) -> tuple[np.ndarray, np.ndarray]:
+        """Events of one symbol over the steps ``t_ns`` and the top of book (bid, ask ticks) after each step."""
+        top = np.empty((2, len(t_ns)), dtype=np.int64)
         while True:
             saved = self._states[k].copy()
             st = self._states[k]
             n = max(self._out_capacity, len(t_ns) * 48 + 4 * BOOK_CAPACITY + 8192)
             cols = [np.empty(n, dtype=SIM_EVENT_DTYPE[f]) for f in self._ENGINE_FIELDS]
             m = engine.run_block(t_ns, self._dt_ns, log_price, signal, activity, self._params[k],
-                                 st.keys, st.sizes, st.counts, st.rng, st.scalars, *cols)
+                                 st.keys, st.sizes, st.counts, st.rng, st.scalars, *cols, top[0], top[1])
             if m >= 0:
                 out = np.empty(m, SIM_EVENT_DTYPE)
                 for name, col in zip(self._ENGINE_FIELDS, cols):
                     out[name] = col[:m]
                 out["symbol"] = k
-                return out
+                return out, top
             self._states[k] = saved  # buffers were too small: retry the block from the saved state
             self._out_capacity = 2 * n
 
@@ -169,11 +176,13 @@ class MarketSimulator:
         block: LatentBlock = self.latent.block(BLOCK_STEPS)
         self._block_start_states = [s.copy() for s in self._states]
         activity = self._activity[block.regime]
-        per_symbol = [
+        runs = [
             self._run_engine(k, block.t_ns, block.log_price[k], block.signal[k], activity)
             for k in range(len(self.products))
         ]
-        events = np.concatenate(per_symbol)
+        events = np.concatenate([events for events, _ in runs])
+        previous_top = self._last_top
+        self._last_top = [top[:, -1].copy() for _, top in runs]
         events = events[np.argsort(events["ts_ns"], kind="stable")]
         self._block_events = events
         self._generated_ns = int(block.t_ns[-1]) + self._dt_ns
@@ -184,5 +193,8 @@ class MarketSimulator:
                 sample[f"signal__{p.symbol}"] = block.signal[k, ::step]
                 sample[f"log_price__{p.symbol}"] = block.log_price[k, ::step]
                 sample[f"sigma__{p.symbol}"] = block.sigma[k, ::step]
+                # observed top of book at t_i: the state after step i-1
+                before = np.concatenate((previous_top[k][:, None], runs[k][1][:, :-1]), axis=1)[:, ::step]
+                sample[f"best_bid__{p.symbol}"], sample[f"best_ask__{p.symbol}"] = before[0], before[1]
             self._latent_samples.append(sample)
         return events
