@@ -156,6 +156,8 @@ def load_config(
         merged = _deep_merge(merged, user)
     for dotted, value in (overrides or {}).items():
         _set_dotted(merged, dotted, value, source)
+    if overrides:
+        source += " with overrides " + ", ".join(f"{k}={v!r}" for k, v in overrides.items())
     cfg = _build(merged, source)
     if symbols:
         unknown = [s for s in symbols if s not in cfg.symbols]

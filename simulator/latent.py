@@ -82,7 +82,8 @@ class LatentProcess:
         mean_s = self.cfg.regimes.mean_duration_s[regime]
         return max(self.dt_ns, int(self.rng_regime.exponential(mean_s) * 1e9))
 
-    def _regime_path(self, n_steps: int) -> np.ndarray:
+    def regime_path(self, n_steps: int) -> np.ndarray:
+        """Advance the regime chain by ``n_steps`` grid steps (recording switches); the regime at each step."""
         out = np.empty(n_steps, dtype=np.int8)
         t = self.t_ns
         i = 0
@@ -104,7 +105,7 @@ class LatentProcess:
     def block(self, n_steps: int) -> LatentBlock:
         n_sym = len(self.cfg.products)
         t_ns = self.t_ns + self.dt_ns * np.arange(n_steps, dtype=np.int64)
-        regime = self._regime_path(n_steps)
+        regime = self.regime_path(n_steps)
         vm = self.vol_mult[regime]
         decay = math.exp(-self.kappa * self.dt_s)
         innov = math.sqrt(1.0 - decay * decay)
