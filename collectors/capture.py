@@ -1,0 +1,198 @@
+"""Raw capture files: every received WebSocket frame, exactly as received.
+
+Format (DESIGN.md contract): JSON Lines, one object per frame, ``{"ts_recv_ns": <int>, "raw": "<frame text>"}``;
+finished segments are zstd-compressed (``.jsonl.zst``).
+
+Crash safety
+    The active segment is a plain ``.jsonl`` file appended line by line and flushed to the OS every
+    ``flush_interval_s`` (and fsynced on rotation/close). A ``kill -9`` can therefore lose only what was not yet
+    flushed and can leave at most one partial last line. On rotation or close the segment is compressed to
+    ``.jsonl.zst`` through a temporary file and an atomic rename, then the plain file is removed, so a
+    compressed segment is always complete. ``recover()`` (run at start-up) finishes segments a crash left behind:
+    it cuts a partial last line (kept in a ``.partial`` file with its byte offset, never silently dropped) and
+    compresses the rest.
+
+Segments rotate every hour of receive time (and on size), named
+``<root>/exchange=<ex>/date=YYYY-MM-DD/hour=HH/capture-<first ts_recv_ns>.jsonl[.zst]``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import orjson
+import zstandard
+
+from l2lab import atomic
+
+HOUR_NS = 3_600_000_000_000
+
+
+def hour_partition(ts_ns: int) -> str:
+    t = dt.datetime.fromtimestamp(ts_ns / 1e9, tz=dt.timezone.utc)
+    return f"date={t:%Y-%m-%d}/hour={t:%H}"
+
+
+class CaptureError(ValueError):
+    """A capture line that does not follow the contract; names the file and the line."""
+
+
+@dataclass
+class CaptureRecord:
+    ts_recv_ns: int
+    raw: str
+
+
+class CaptureWriter:
+    """Append frames to hourly capture segments. Not thread-safe: one writer per collector process."""
+
+    def __init__(self, root: str | os.PathLike, exchange: str, *, flush_interval_s: float = 0.2,
+                 max_segment_bytes: int = 256 << 20, compress_level: int = 3):
+        self.root = Path(root) / f"exchange={exchange}"
+        self.flush_interval_ns = int(flush_interval_s * 1e9)
+        self.max_segment_bytes = max_segment_bytes
+        self.compress_level = compress_level
+        self._fh: io.BufferedWriter | None = None
+        self._path: Path | None = None
+        self._hour = -1
+        self._last_flush_ns = 0
+        self.frames_written = 0
+        self.finished: list[Path] = []
+        recover(self.root, compress_level)
+
+    def write(self, ts_recv_ns: int, raw: str) -> None:
+        hour = ts_recv_ns // HOUR_NS
+        if self._fh is None or hour != self._hour or self._fh.tell() >= self.max_segment_bytes:
+            self._rotate(ts_recv_ns)
+        self._fh.write(orjson.dumps({"ts_recv_ns": ts_recv_ns, "raw": raw}) + b"\n")
+        self.frames_written += 1
+        if ts_recv_ns - self._last_flush_ns >= self.flush_interval_ns:
+            self._fh.flush()
+            self._last_flush_ns = ts_recv_ns
+
+    def flush(self) -> None:
+        if self._fh is not None:
+            self._fh.flush()
+
+    def close(self) -> None:
+        self._finish()
+
+    def __enter__(self) -> "CaptureWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _rotate(self, ts_recv_ns: int) -> None:
+        self._finish()
+        self._hour = ts_recv_ns // HOUR_NS
+        folder = self.root / hour_partition(ts_recv_ns)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._path = folder / f"capture-{ts_recv_ns}.jsonl"
+        self._fh = open(self._path, "ab", buffering=1 << 20)
+        self._last_flush_ns = ts_recv_ns
+
+    def _finish(self) -> None:
+        if self._fh is None:
+            return
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        self._fh = None
+        self.finished.append(compress_segment(self._path, self.compress_level))
+        self._path = None
+
+
+def compress_segment(path: Path, level: int = 3) -> Path:
+    """Compress a finished plain segment to ``.jsonl.zst`` atomically and remove the plain file."""
+    target = path.with_name(path.name + ".zst")
+    with atomic.atomic_path(target) as tmp, open(path, "rb") as src, open(tmp, "wb") as dst:
+        zstandard.ZstdCompressor(level=level).copy_stream(src, dst)
+    path.unlink()
+    return target
+
+
+def recover(root: Path, level: int = 3) -> list[Path]:
+    """Finish plain segments left by a crash: keep whole lines, move a partial last line aside, compress."""
+    done = []
+    if not root.exists():
+        return done
+    for path in sorted(root.rglob("capture-*.jsonl")):
+        data = path.read_bytes()
+        cut = data.rfind(b"\n") + 1
+        if cut < len(data):
+            partial = path.with_name(path.name + ".partial")
+            atomic.write_bytes(partial, orjson.dumps({"file": path.name, "offset": cut, "bytes": data[cut:].decode("utf-8", "replace")}) + b"\n")
+            with open(path, "r+b") as fh:
+                fh.truncate(cut)
+        if cut == 0:
+            path.unlink()
+            continue
+        done.append(compress_segment(path, level))
+    return done
+
+
+def capture_files(path: str | os.PathLike) -> list[Path]:
+    """A capture file, or every capture segment under a folder, in receive-time order."""
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    if not p.exists():
+        raise FileNotFoundError(f"no capture at {p}")
+    files = [f for f in p.rglob("capture-*") if f.name.endswith((".jsonl", ".jsonl.zst"))]
+    return sorted(files, key=lambda f: int(f.name.split("-", 1)[1].split(".", 1)[0]))
+
+
+def read_capture(path: str | os.PathLike, *, strict: bool = True) -> Iterator[CaptureRecord]:
+    """Frames from a capture file or folder, in file order. A malformed line raises :class:`CaptureError`
+    naming the file and line (``strict=False`` skips it instead; a plain segment's partial last line from a
+    crash is always skipped)."""
+    for f in capture_files(path):
+        yield from _read_file(f, strict)
+
+
+def _read_file(f: Path, strict: bool) -> Iterator[CaptureRecord]:
+    if f.name.endswith(".zst"):
+        with open(f, "rb") as fh:
+            stream = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(fh), 1 << 20)
+            yield from _parse_lines(f, stream, strict, tolerate_partial_tail=False)
+    else:
+        with open(f, "rb") as fh:
+            yield from _parse_lines(f, fh, strict, tolerate_partial_tail=True)
+
+
+def _parse_lines(f: Path, stream, strict: bool, tolerate_partial_tail: bool) -> Iterator[CaptureRecord]:
+    for lineno, line in enumerate(stream, 1):
+        if not line.endswith(b"\n") and tolerate_partial_tail:
+            return  # a crash cut this line; recover() keeps it aside
+        if not line.strip():
+            continue
+        try:
+            obj = orjson.loads(line)
+            ts, raw = obj["ts_recv_ns"], obj["raw"]
+            if not isinstance(ts, int) or isinstance(ts, bool) or not isinstance(raw, str):
+                raise TypeError("ts_recv_ns must be an integer and raw a string")
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            if strict:
+                raise CaptureError(f"{f}: line {lineno}: not a capture record ({exc})") from None
+            continue
+        yield CaptureRecord(ts, raw)
+
+
+def write_capture(path: str | os.PathLike, records: Iterator[tuple[int, str]]) -> int:
+    """Write a single capture file (``.jsonl`` or ``.jsonl.zst``) atomically; returns the number of frames."""
+    path = Path(path)
+    n = 0
+    with atomic.atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        sink = zstandard.ZstdCompressor(level=3).stream_writer(fh) if path.name.endswith(".zst") else fh
+        for ts, raw in records:
+            sink.write(orjson.dumps({"ts_recv_ns": int(ts), "raw": raw}) + b"\n")
+            n += 1
+        if sink is not fh:
+            sink.flush(zstandard.FLUSH_FRAME)
+    return n
