@@ -1,0 +1,141 @@
+"""Bronze layer: normalized rows as hive-partitioned Parquet, one folder per hour, written atomically.
+
+Path: ``<data>/bronze/<dataset>/exchange=<ex>/symbol=<sym>/date=YYYY-MM-DD/hour=HH/part-<first ts>-<n>.parquet``.
+Each flush adds part files (temp file + rename, so a reader never sees half a file). Prices and sizes are int64 mantissas with ``price_exp``/``size_exp``
+columns (see ``l2lab.schema``); the warehouse views add float columns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from l2lab import atomic
+
+HOUR_NS = 3_600_000_000_000
+HOUR_MS = 3_600_000
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "l2_events": pa.schema([
+        ("ts_recv_ns", pa.int64()), ("ts_exch_ns", pa.int64()), ("seq", pa.int64()), ("kind", pa.int8()),
+        ("side", pa.int8()), ("price", pa.int64()), ("size", pa.int64()), ("flags", pa.uint8()),
+        ("price_exp", pa.int8()), ("size_exp", pa.int8()),
+    ]),
+    "trades": pa.schema([
+        ("ts_recv_ns", pa.int64()), ("ts_exch_ns", pa.int64()), ("seq", pa.int64()), ("trade_id", pa.int64()),
+        ("side", pa.int8()), ("price", pa.int64()), ("size", pa.int64()), ("price_exp", pa.int8()),
+        ("size_exp", pa.int8()),
+    ]),
+    "gaps": pa.schema([
+        ("ts_recv_ns", pa.int64()), ("conn", pa.int64()), ("kind", pa.int8()), ("expected_seq", pa.int64()),
+        ("got_seq", pa.int64()), ("products", pa.string()), ("detail", pa.string()), ("source", pa.string()),
+    ]),
+    "quarantine": pa.schema([
+        ("ts_recv_ns", pa.int64()), ("conn", pa.int64()), ("where", pa.string()), ("reason", pa.string()),
+        ("raw", pa.string()), ("source", pa.string()),
+    ]),
+    "ohlcv_1m": pa.schema([
+        ("open_time_ms", pa.int64()), ("open", pa.float64()), ("high", pa.float64()), ("low", pa.float64()),
+        ("close", pa.float64()), ("volume", pa.float64()), ("ts_ingest_ns", pa.int64()), ("source", pa.string()),
+    ]),
+    "funding": pa.schema([
+        ("funding_time_ms", pa.int64()), ("funding_rate", pa.float64()), ("mark_price", pa.float64()),
+        ("ts_ingest_ns", pa.int64()), ("source", pa.string()),
+    ]),
+    "venue_gaps": pa.schema([
+        ("start_ms", pa.int64()), ("end_ms", pa.int64()), ("dataset", pa.string()), ("detail", pa.string()),
+    ]),
+}
+# datasets partitioned by symbol; the others by exchange only
+PER_SYMBOL = {"l2_events", "trades", "ohlcv_1m", "funding", "venue_gaps"}
+# the time column (and its unit in ns) that chooses a row's hour partition
+TIME_COLUMN = {
+    "l2_events": ("ts_recv_ns", 1), "trades": ("ts_recv_ns", 1), "gaps": ("ts_recv_ns", 1),
+    "quarantine": ("ts_recv_ns", 1), "ohlcv_1m": ("open_time_ms", 1_000_000),
+    "funding": ("funding_time_ms", 1_000_000), "venue_gaps": ("start_ms", 1_000_000),
+}
+
+
+def partition_dir(root: Path, dataset: str, exchange: str, symbol: str | None, hour_start_ns: int) -> Path:
+    t = dt.datetime.fromtimestamp(hour_start_ns // 1_000_000_000, tz=dt.timezone.utc)
+    d = Path(root) / dataset / f"exchange={exchange}"
+    if symbol is not None:
+        d = d / f"symbol={symbol}"
+    return d / f"date={t:%Y-%m-%d}" / f"hour={t:%H}"
+
+
+class BronzeWriter:
+    """Writes bronze part files. ``root`` is ``<data root>/bronze``."""
+
+    _counter = itertools.count()
+
+    def __init__(self, root: str | os.PathLike, exchange: str):
+        self.root = Path(root)
+        self.exchange = exchange
+        self.rows_written: dict[str, int] = {k: 0 for k in SCHEMAS}
+        self.files_written: list[Path] = []
+
+    def write(self, dataset: str, table: pa.Table | dict, symbol: str | None = None) -> list[Path]:
+        """Write rows of ``dataset`` (a Table or a dict of columns), split into hour partitions."""
+        schema = SCHEMAS[dataset]
+        if (symbol is None) == (dataset in PER_SYMBOL):
+            raise ValueError(f"dataset {dataset} {'needs' if dataset in PER_SYMBOL else 'takes no'} symbol")
+        if not isinstance(table, pa.Table):
+            table = pa.table({name: table[name] for name in schema.names})
+        table = table.select(schema.names).cast(schema)
+        if table.num_rows == 0:
+            return []
+        col, unit = TIME_COLUMN[dataset]
+        t_ns = table.column(col).to_numpy() * unit
+        hours = t_ns // HOUR_NS
+        out = []
+        order = np.argsort(hours, kind="stable")
+        sorted_hours = hours[order]
+        bounds = np.flatnonzero(np.diff(sorted_hours)) + 1
+        for idx in np.split(order, bounds):
+            part = table.take(pa.array(idx))
+            h = int(hours[idx[0]]) * HOUR_NS
+            folder = partition_dir(self.root, dataset, self.exchange, symbol, h)
+            first = int(t_ns[idx[0]])
+            path = folder / f"part-{first}-{os.getpid()}-{next(self._counter)}.parquet"
+            atomic.write_parquet(path, part)
+            out.append(path)
+            self.rows_written[dataset] += part.num_rows
+        self.files_written.extend(out)
+        return out
+
+    def write_records(self, dataset: str, records: list[dict], symbol: str | None = None) -> list[Path]:
+        if not records:
+            return []
+        schema = SCHEMAS[dataset]
+        return self.write(dataset, pa.Table.from_pylist(records, schema=schema), symbol)
+
+    def write_events(self, dataset: str, symbol: str, rows: np.ndarray, price_exp: int, size_exp: int) -> list[Path]:
+        """Write a structured array of L2 events or trades (``l2lab.schema`` dtypes)."""
+        cols = {name: rows[name] for name in rows.dtype.names}
+        cols["price_exp"] = np.full(len(rows), price_exp, np.int8)
+        cols["size_exp"] = np.full(len(rows), size_exp, np.int8)
+        return self.write(dataset, cols, symbol)
+
+
+def read_dataset(root: str | os.PathLike, dataset: str, **partitions) -> pa.Table:
+    """All rows of a bronze dataset (optionally filtered by partition values), sorted as written."""
+    base = Path(root) / dataset
+    parts = sorted(base.rglob("part-*.parquet"), key=_part_key) if base.exists() else []
+    keep = []
+    for p in parts:
+        values = dict(seg.split("=", 1) for seg in p.relative_to(base).parts[:-1])
+        if all(values.get(k) == str(v) for k, v in partitions.items()):
+            keep.append(pq.read_table(p))
+    return pa.concat_tables(keep) if keep else SCHEMAS[dataset].empty_table()
+
+
+def _part_key(p: Path):
+    _, first, pid, n = p.stem.split("-")
+    return (str(p.parent), int(first), int(pid), int(n))
