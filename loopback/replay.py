@@ -1,0 +1,151 @@
+"""Replay of a raw capture: every recorded frame's text sent unchanged, paced by its receive time.
+
+Capture format (DESIGN.md): JSON Lines, optionally zstd-compressed (``.zst``), one object per received frame:
+``{"ts_recv_ns": <int UTC ns>, "raw": "<frame text exactly as received>"}``.
+
+Routing: a frame goes to the connections subscribed to its channel (``l2_data`` -> ``level2``; other channel
+names map to themselves) and to at least one of its products (``events[].product_id`` and
+``events[].trades[].product_id``); frames without a channel (errors), ``subscriptions`` confirmations and text
+that is not JSON go to every connection. Sequence numbers are the recorded ones (the text is not touched), so a
+client sees the recording's numbering, gaps included.
+
+Pacing: frame i is due at ``wall_start + (ts_recv_ns[i] - ts_recv_ns[0]) / speed``; the clock is anchored when
+playback starts, which is when ``wait_clients`` connections have subscribed (so a client does not miss the
+recorded snapshots). With ``speed = inf`` frames go out as fast as clients read them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from pathlib import Path
+from typing import Iterator
+
+import orjson
+import zstandard
+
+from loopback.coinbase_frames import Frame
+
+CHANNEL_TO_SUBSCRIPTION = {"l2_data": "level2", "subscriptions": None}
+
+
+class CaptureError(ValueError):
+    """A capture line is not ``{"ts_recv_ns": int, "raw": str}``; the message names the file and line."""
+
+
+def open_capture(path: str | Path) -> io.TextIOBase:
+    path = Path(path)
+    if path.suffix == ".zst":
+        raw = open(path, "rb")
+        reader = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
+        return io.TextIOWrapper(reader, encoding="utf-8")
+    return open(path, "r", encoding="utf-8")
+
+
+def iter_capture(path: str | Path) -> Iterator[tuple[int, str]]:
+    """Yield ``(ts_recv_ns, raw)`` per line; blank lines are skipped, anything else invalid raises."""
+    with open_capture(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = orjson.loads(line)
+            except orjson.JSONDecodeError as e:
+                raise CaptureError(f"{path}:{lineno}: not JSON ({e})") from None
+            if not isinstance(rec, dict) or not isinstance(rec.get("ts_recv_ns"), int) \
+                    or not isinstance(rec.get("raw"), str):
+                raise CaptureError(f'{path}:{lineno}: expected {{"ts_recv_ns": int, "raw": str}}')
+            yield rec["ts_recv_ns"], rec["raw"]
+
+
+def write_capture(path: str | Path, records) -> None:
+    """Write ``(ts_recv_ns, raw)`` records as a capture (zstd-compressed if the name ends in ``.zst``)."""
+    path = Path(path)
+    data = b"".join(orjson.dumps({"ts_recv_ns": int(t), "raw": r}) + b"\n" for t, r in records)
+    if path.suffix == ".zst":
+        data = zstandard.ZstdCompressor().compress(data)
+    path.write_bytes(data)
+
+
+def raw_frame(raw: str, ts_recv_ns: int) -> Frame:
+    """A replayable :class:`Frame` for one recorded text, with its routing keys read from the text."""
+    channel, products, seq, kind = None, None, None, "raw"
+    try:
+        msg = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        msg = None
+    if isinstance(msg, dict):
+        ch = msg.get("channel")
+        if isinstance(ch, str):
+            channel = CHANNEL_TO_SUBSCRIPTION.get(ch, ch)
+        if isinstance(msg.get("sequence_num"), int):
+            seq = msg["sequence_num"]
+        found: dict[str, None] = {}
+        events = msg.get("events")
+        if isinstance(events, list):
+            for ev in events:
+                if not isinstance(ev, dict):
+                    continue
+                if ev.get("type") == "snapshot":
+                    kind = "snapshot"
+                pid = ev.get("product_id")
+                if isinstance(pid, str) and pid:
+                    found[pid] = None
+                for key in ("trades", "tickers", "candles"):
+                    items = ev.get(key)
+                    if isinstance(items, list):
+                        for it in items:
+                            if isinstance(it, dict) and isinstance(it.get("product_id"), str) and it["product_id"]:
+                                found[it["product_id"]] = None
+        products = tuple(found) or None
+    return Frame(channel, products, raw, "", False, int(ts_recv_ns), kind, seq)
+
+
+class ReplayFeed:
+    """Plays a capture into a :class:`~loopback.coinbase_ws.CoinbaseWsServer` following a :class:`Clock`."""
+
+    def __init__(self, path: str | Path, server, clock, *, wait_clients: int = 1):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise FileNotFoundError(f"capture file not found: {self.path}")
+        self.server = server
+        self.clock = clock
+        self.wait_clients = int(wait_clients)
+        self.frames_sent = 0
+        self.first_ts_ns: int | None = None
+        self.last_ts_ns: int | None = None
+        self.started = asyncio.Event()
+        self.done = asyncio.Event()
+
+    async def _wait_for_clients(self) -> None:
+        while sum(1 for c in self.server.connections.values() if c.subs) < self.wait_clients:
+            await asyncio.sleep(0.005)
+
+    async def run(self) -> None:
+        try:
+            if self.wait_clients > 0:
+                await self._wait_for_clients()
+            clock, server = self.clock, self.server
+            for ts, raw in iter_capture(self.path):
+                if self.first_ts_ns is None:
+                    self.first_ts_ns = ts
+                    clock.restart(ts)
+                    self.started.set()
+                ts = max(ts, self.last_ts_ns or ts)  # never go back in time
+                self.last_ts_ns = ts
+                if clock.paced:
+                    delay = clock.wall_at(ts) - time.monotonic()
+                    if delay > 0.0005:
+                        await asyncio.sleep(delay)
+                else:
+                    clock.set_venue_now(ts)
+                    if self.frames_sent % 256 == 0:
+                        await asyncio.sleep(0)
+                server.publish(raw_frame(raw, ts))
+                self.frames_sent += 1
+                if server.needs_drain:
+                    await server.drain()
+        finally:
+            self.started.set()
+            self.done.set()
