@@ -1,7 +1,9 @@
 """Raw capture files: every received WebSocket frame, exactly as received.
 
 Format (DESIGN.md contract): JSON Lines, one object per frame, ``{"ts_recv_ns": <int>, "raw": "<frame text>"}``;
-finished segments are zstd-compressed (``.jsonl.zst``).
+finished segments are zstd-compressed (``.jsonl.zst``). l2lab's collector adds an optional ``"conn": <int>``
+(which WebSocket connection the frame came on: sequence numbers restart with each connection); readers that
+do not know it ignore it, and captures without it are read as one connection.
 
 Crash safety
     The active segment is a plain ``.jsonl`` file appended line by line and flushed to the OS every
@@ -46,6 +48,9 @@ class CaptureError(ValueError):
 class CaptureRecord:
     ts_recv_ns: int
     raw: str
+    conn: int = 0
+    line: int = 0  # line number in its file (for error messages)
+    file: str = ""
 
 
 class CaptureWriter:
@@ -65,11 +70,12 @@ class CaptureWriter:
         self.finished: list[Path] = []
         recover(self.root, compress_level)
 
-    def write(self, ts_recv_ns: int, raw: str) -> None:
+    def write(self, ts_recv_ns: int, raw: str, conn: int | None = None) -> None:
         hour = ts_recv_ns // HOUR_NS
         if self._fh is None or hour != self._hour or self._fh.tell() >= self.max_segment_bytes:
             self._rotate(ts_recv_ns)
-        self._fh.write(orjson.dumps({"ts_recv_ns": ts_recv_ns, "raw": raw}) + b"\n")
+        rec = {"ts_recv_ns": ts_recv_ns, "raw": raw} if conn is None else {"ts_recv_ns": ts_recv_ns, "raw": raw, "conn": conn}
+        self._fh.write(orjson.dumps(rec) + b"\n")
         self.frames_written += 1
         if ts_recv_ns - self._last_flush_ns >= self.flush_interval_ns:
             self._fh.flush()
@@ -174,14 +180,16 @@ def _parse_lines(f: Path, stream, strict: bool, tolerate_partial_tail: bool) -> 
             continue
         try:
             obj = orjson.loads(line)
-            ts, raw = obj["ts_recv_ns"], obj["raw"]
+            ts, raw, conn = obj["ts_recv_ns"], obj["raw"], obj.get("conn", 0)
             if not isinstance(ts, int) or isinstance(ts, bool) or not isinstance(raw, str):
                 raise TypeError("ts_recv_ns must be an integer and raw a string")
+            if not isinstance(conn, int) or isinstance(conn, bool):
+                raise TypeError("conn must be an integer")
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             if strict:
                 raise CaptureError(f"{f}: line {lineno}: not a capture record ({exc})") from None
             continue
-        yield CaptureRecord(ts, raw)
+        yield CaptureRecord(ts, raw, conn, lineno, str(f))
 
 
 def write_capture(path: str | os.PathLike, records: Iterator[tuple[int, str]]) -> int:

@@ -71,12 +71,18 @@ class CoinbaseNormalizer:
         self._l2_products: dict[int, set[str]] = defaultdict(set)
         self._recent_seq: dict[int, OrderedDict] = defaultdict(OrderedDict)
         self._trade_ids: dict[str, OrderedDict] = defaultdict(OrderedDict)
+        self._conn: int | None = None
         self.stats = defaultdict(int)
 
     # -- input ----------------------------------------------------------------------------------------------
     def feed(self, ts_recv_ns: int, raw: str, conn: int = 0, where: str = "") -> None:
-        """Normalize one received frame. ``where`` (e.g. ``file:line``) is quoted in quarantine records."""
+        """Normalize one received frame. ``where`` (e.g. ``file:line``) is quoted in quarantine records. A frame on
+        a new connection id ends the previous connection (its L2 products get a disconnect gap)."""
         self.stats["frames"] += 1
+        if conn != self._conn:
+            if self._conn is not None:
+                self.connection_lost(ts_recv_ns, self._conn, f"new connection {conn}")
+            self._conn = conn
         try:
             msg = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:

@@ -13,6 +13,7 @@ from l2lab.settings import DATA_ENV_VAR
 COMMAND_MODULES = [
     "simulator.cli",
     "loopback.cli",
+    "collectors.cli",
     "l2lab.warehouse",
     "l2lab.demo",
 ]
