@@ -92,7 +92,7 @@ def test_trades_round_trip_exactly(sim_factory):
 def test_sequence_numbers_heartbeats_and_confirmations():
     async def main():
         async with LoopbackExchange(seed=7, speed=None, perps=False) as ex:
-            async with websockets.connect(ex.ws_url) as ws:
+            async with websockets.connect(ex.ws_url, close_timeout=0.5) as ws:
                 for channel, products in (("level2", ["BTC-USD"]), ("market_trades", ["BTC-USD", "SOL-USD"]),
                                           ("heartbeats", [])):
                     await ws.send(orjson.dumps({"type": "subscribe", "product_ids": products, "channel": channel}))
