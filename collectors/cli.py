@@ -27,6 +27,31 @@ def register(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no live statistics line")
     p.set_defaults(func=run)
 
+    q = sub.add_parser("ingest", help="normalize a raw capture (file or folder) into bronze, offline",
+                       description="The same normalizer as live collection: identical frames give identical rows.")
+    q.add_argument("capture", help="a .jsonl / .jsonl.zst capture, or a folder of capture segments")
+    q.add_argument("--exchange", default="coinbase", choices=["coinbase"])
+    q.add_argument("--products", help="products.json with price_exp/size_exp per product "
+                                      "(default: the one the collector wrote beside the capture)")
+    q.set_defaults(func=run_ingest)
+
+
+def run_ingest(args) -> int:
+    from l2lab.cli import CLIError
+    from collectors.capture import CaptureError
+    from collectors.ingest import ingest_capture, read_products
+
+    settings = Settings.load(args.data_root)
+    try:
+        products = read_products(args.products) if args.products else None
+        res = ingest_capture(args.capture, settings.data_root, exchange=args.exchange, products=products,
+                             progress=lambda n: print(f"\r  {n:,} frames", end="", flush=True))
+    except (ValueError, FileNotFoundError, CaptureError) as exc:
+        raise CLIError(str(exc)) from None
+    print()
+    print(json.dumps(res, indent=2))
+    return 0
+
 
 def venue_time_source(url: str):
     """A ``time_ns`` replacement following a paced venue clock: venue = venue_start + (wall - wall_start) * speed."""

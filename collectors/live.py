@@ -33,6 +33,7 @@ import ccxt.pro
 from collectors.bronze import BronzeWriter
 from collectors.capture import CaptureWriter
 from collectors.coinbase import CoinbaseNormalizer, ProductScale
+from collectors.ingest import write_products
 from l2lab.schema import GAP_STALE
 from simulator.products import decimals_of
 
@@ -301,6 +302,7 @@ class CoinbaseCollector:
         self.scales = scales_from_markets({s: self.exchange.markets_by_id[s][0] for s in cfg.symbols})
         self.normalizer = CoinbaseNormalizer(self.scales, source="live")
         self.capture = CaptureWriter(cfg.data_root / "raw", cfg.exchange, flush_interval_s=cfg.capture_flush_s)
+        write_products(self.capture.root, self.scales)
         self.bronze = BronzeWriter(cfg.data_root / "bronze", cfg.exchange)
         self._shadow = {}
         loop = asyncio.get_running_loop()

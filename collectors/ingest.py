@@ -1,0 +1,77 @@
+"""Offline normalization of raw captures into bronze, through the very normalizer the live collector uses.
+
+``ingest_capture(path, data_root)`` reads every frame (``collectors.capture.read_capture``), feeds it to a
+:class:`collectors.coinbase.CoinbaseNormalizer` with the connection ids recorded in the capture, and writes
+bronze in batches. The product table (fixed-point exponents) comes from ``products.json`` beside the capture
+(the collector writes it) or is given explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from collectors.bronze import BronzeWriter
+from collectors.capture import read_capture
+from collectors.coinbase import CoinbaseNormalizer, ProductScale
+from l2lab import atomic
+
+BATCH_FRAMES = 200_000
+
+
+def write_products(folder: Path, scales: dict[str, ProductScale]) -> Path:
+    path = Path(folder) / "products.json"
+    atomic.write_json(path, {p: {"price_exp": s.price_exp, "size_exp": s.size_exp} for p, s in scales.items()})
+    return path
+
+
+def read_products(path: str | os.PathLike) -> dict[str, ProductScale]:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        return {p: ProductScale(int(v["price_exp"]), int(v["size_exp"])) for p, v in data.items()}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a product table ({exc})") from None
+
+
+def find_products(capture: Path) -> Path:
+    """``products.json`` in the capture's folder or any parent up to ``exchange=…``."""
+    start = capture if capture.is_dir() else capture.parent
+    for folder in [start, *start.parents]:
+        if (folder / "products.json").exists():
+            return folder / "products.json"
+        if folder.name.startswith("exchange="):
+            break
+    raise ValueError(f"no products.json beside {capture}: pass --products FILE")
+
+
+def ingest_capture(path: str | os.PathLike, data_root: Path, *, exchange: str = "coinbase",
+                   products: dict[str, ProductScale] | None = None, progress=None) -> dict:
+    path = Path(path)
+    scales = products or read_products(find_products(path))
+    norm = CoinbaseNormalizer(scales, source=f"ingest:{path.name}")
+    bronze = BronzeWriter(Path(data_root) / "bronze", exchange)
+    n = 0
+    for rec in read_capture(path):
+        norm.feed(rec.ts_recv_ns, rec.raw, rec.conn, where=f"{rec.file}:{rec.line}")
+        n += 1
+        if n % BATCH_FRAMES == 0:
+            _write(norm, bronze, scales)
+            if progress:
+                progress(n)
+    _write(norm, bronze, scales)
+    return {"frames": n, "normalizer": dict(norm.stats),
+            "bronze_rows": {k: v for k, v in bronze.rows_written.items() if v}}
+
+
+def _write(norm: CoinbaseNormalizer, bronze: BronzeWriter, scales) -> None:
+    batch = norm.drain()
+    for product, rows in batch.l2.items():
+        s = scales[product]
+        bronze.write_events("l2_events", product, rows, s.price_exp, s.size_exp)
+    for product, rows in batch.trades.items():
+        s = scales[product]
+        bronze.write_events("trades", product, rows, s.price_exp, s.size_exp)
+    bronze.write_records("gaps", batch.gaps)
+    bronze.write_records("quarantine", batch.quarantine)
