@@ -81,8 +81,12 @@ class BronzeWriter:
         self.rows_written: dict[str, int] = {k: 0 for k in SCHEMAS}
         self.files_written: list[Path] = []
 
-    def write(self, dataset: str, table: pa.Table | dict, symbol: str | None = None) -> list[Path]:
-        """Write rows of ``dataset`` (a Table or a dict of columns), split into hour partitions."""
+    def write(self, dataset: str, table: pa.Table | dict, symbol: str | None = None,
+              name_tag: str | None = None) -> list[Path]:
+        """Write rows of ``dataset`` (a Table or a dict of columns), split into hour partitions.
+
+        Part files are named ``part-<first time>-<writer pid>-<n>``; with ``name_tag`` they are
+        ``part-<first time>-<tag>`` instead, so writing the same rows again replaces the file (idempotent)."""
         schema = SCHEMAS[dataset]
         if (symbol is None) == (dataset in PER_SYMBOL):
             raise ValueError(f"dataset {dataset} {'needs' if dataset in PER_SYMBOL else 'takes no'} symbol")
@@ -103,7 +107,8 @@ class BronzeWriter:
             h = int(hours[idx[0]]) * HOUR_NS
             folder = partition_dir(self.root, dataset, self.exchange, symbol, h)
             first = int(t_ns[idx[0]])
-            path = folder / f"part-{first}-{os.getpid()}-{next(self._counter)}.parquet"
+            suffix = name_tag if name_tag else f"{os.getpid()}-{next(self._counter)}"
+            path = folder / f"part-{first}-{suffix}.parquet"
             atomic.write_parquet(path, part)
             out.append(path)
             self.rows_written[dataset] += part.num_rows
@@ -137,5 +142,5 @@ def read_dataset(root: str | os.PathLike, dataset: str, **partitions) -> pa.Tabl
 
 
 def _part_key(p: Path):
-    _, first, pid, n = p.stem.split("-")
-    return (str(p.parent), int(first), int(pid), int(n))
+    _, first, rest = p.stem.split("-", 2)
+    return (str(p.parent), int(first), rest)

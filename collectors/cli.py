@@ -34,6 +34,66 @@ def register(sub) -> None:
     q.add_argument("--products", help="products.json with price_exp/size_exp per product "
                                       "(default: the one the collector wrote beside the capture)")
     q.set_defaults(func=run_ingest)
+    register_backfill(sub)
+
+
+def register_backfill(sub) -> None:
+    p = sub.add_parser("backfill", help="REST backfill of 1-min OHLCV and funding for a perp universe (ccxt)",
+                       description="Resumable (checkpoints under <data>/bronze/_state), incremental, rate-limited; "
+                                   "venue gaps are recorded in bronze_venue_gaps, never filled.")
+    p.add_argument("--exchange", default="binanceusdm", choices=["binanceusdm"])
+    p.add_argument("--rest-url", help="REST base URL (default: the venue's), e.g. the loopback exchange's")
+    p.add_argument("--symbols", help="comma-separated venue ids (default: every linear perp the venue lists)")
+    p.add_argument("--since", help="start (ISO date/time or ms); default: each contract's onboard date")
+    p.add_argument("--until", help="end (ISO date/time or ms); default: the venue's now")
+    p.add_argument("--datasets", default="ohlcv_1m,funding", help="ohlcv_1m and/or funding")
+    p.set_defaults(func=run_backfill)
+
+
+def _time_ms(text: str | None, flag: str) -> int | None:
+    from l2lab.cli import CLIError
+    from simulator.config import ConfigError, parse_utc
+
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        return parse_utc(text, flag) // 1_000_000
+    except ConfigError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def run_backfill(args) -> int:
+    import ccxt
+
+    from l2lab.cli import CLIError
+    from collectors.backfill import Backfill
+
+    datasets = tuple(d.strip() for d in args.datasets.split(",") if d.strip())
+    bad = [d for d in datasets if d not in ("ohlcv_1m", "funding")]
+    if bad or not datasets:
+        raise CLIError(f"--datasets: unknown {', '.join(bad) or '(none)'}; use ohlcv_1m and/or funding")
+    client = ccxt.binanceusdm({"enableRateLimit": True})
+    if args.rest_url:
+        from loopback.clients import binanceusdm
+
+        client = binanceusdm(args.rest_url, {"enableRateLimit": True})
+    settings = Settings.load(args.data_root)
+    symbols = [s.strip() for s in args.symbols.split(",")] if args.symbols else None
+
+    def progress(sid, dataset, cursor):
+        print(f"\r  {sid:<12} {dataset:<9} up to {cursor}", end="", flush=True)
+
+    try:
+        rep = Backfill(client, settings.data_root, args.exchange, progress=progress).run(
+            symbols, since_ms=_time_ms(args.since, "--since"), until_ms=_time_ms(args.until, "--until"),
+            datasets=datasets)
+    except (ValueError, ccxt.BaseError) as exc:
+        raise CLIError(f"backfill failed: {exc}") from None
+    print()
+    print(json.dumps(rep.__dict__, indent=2))
+    return 0
 
 
 def run_ingest(args) -> int:
