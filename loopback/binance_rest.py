@@ -18,8 +18,9 @@ Rules reproduced:
 * Errors are Binance JSON ``{"code": -1121, "msg": "Invalid symbol."}`` with HTTP 400; unknown parameters
   -1104; non-numeric integers -1100; missing mandatory parameters -1102; bad limits -1130; start after end -1023.
 * Request weight per minute window (``X-MBX-USED-WEIGHT-1M`` on every response); a request that would exceed
-  ``weight_limit`` gets HTTP 429, code -1003 and ``Retry-After`` (seconds to the next window); rejected requests
-  add no weight. klines weight by limit: <100: 1, <500: 2, <=1000: 5, else 10; other endpoints 1.
+  ``weight_limit`` gets HTTP 429, code -1003 and ``Retry-After`` (seconds to the next window); requests answered
+  with an error (400 or 429) add no weight; no IP bans (HTTP 418) are modelled. klines weigh by limit: <100: 1,
+  <500: 2, <=1000: 5, else 10; other endpoints 1.
 * Delisted contracts stay in exchangeInfo with ``status`` ``"SETTLING"`` and ``deliveryDate`` at the delisting;
   contracts not yet listed at "now" would be ``"PENDING_TRADING"``.
 """

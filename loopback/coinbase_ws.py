@@ -24,7 +24,6 @@ from collections import deque
 from typing import Callable
 
 import orjson
-import websockets
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
@@ -193,6 +192,7 @@ class CoinbaseWsServer:
         self._server = None
         self.port: int | None = None
         self.subscribed = asyncio.Event()  # set once any connection has a subscription (used by replay)
+        self._closing: set[asyncio.Task] = set()  # slow-consumer closes in flight (kept referenced)
         self.requests_seen = 0
 
     # -- lifecycle ------------------------------------------------------------------------------------------
@@ -261,7 +261,9 @@ class CoinbaseWsServer:
         self.fault_log.write("slow_consumer", conn.id, [], queued=len(conn.queue), last_seq=conn.last_seq,
                              reason=why, venue_ts_ns=self.venue_now())
         conn.queue.clear()
-        asyncio.ensure_future(self._close(conn, 1008, "ErrSlowConsume"))
+        task = asyncio.ensure_future(self._close(conn, 1008, "ErrSlowConsume"))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def _close(self, conn: Connection, code: int, reason: str) -> None:
         try:

@@ -1,43 +1,10 @@
-"""Shared helpers for the loopback exchange tests: real servers on 127.0.0.1, real ccxt, no mocks."""
+"""Fixtures for the loopback exchange tests: real servers on 127.0.0.1, real ccxt, no mocks."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-
-import numpy as np
-import orjson
 import pytest
 
-from simulator.events import KIND_TRADE
-
-
-def run(coro, timeout: float = 30.0):
-    """Run a coroutine in a fresh event loop with an overall timeout."""
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-class RecordingSim:
-    """A real simulator whose ``advance`` output is also kept, so tests know exactly what the venue was fed."""
-
-    def __init__(self, sim):
-        self._sim = sim
-        self.chunks: list[np.ndarray] = []
-
-    def advance(self, until_ns):
-        ev = self._sim.advance(until_ns)
-        self.chunks.append(ev)
-        return ev
-
-    def events(self) -> np.ndarray:
-        return np.concatenate(self.chunks) if self.chunks else np.empty(0)
-
-    def trades(self, symbol_index: int) -> np.ndarray:
-        ev = self.events()
-        return ev[(ev["symbol"] == symbol_index) & (ev["kind"] == KIND_TRADE)]
-
-    def __getattr__(self, name):
-        return getattr(self._sim, name)
+from loopback_testlib import RecordingSim
 
 
 @pytest.fixture(scope="session")
@@ -54,36 +21,3 @@ def universe():
     from simulator.perps import PerpUniverse
 
     return PerpUniverse(seed=7)
-
-
-def book_as_floats(product, bids, asks):
-    """A book as ccxt holds it: [[price, size], ...] floats parsed from the venue's exact strings."""
-    conv = lambda rows: [[float(product.price_str(p)), float(product.size_str(s))] for p, s in rows.tolist()]
-    return conv(bids), conv(asks)
-
-
-async def wait_until(pred, timeout: float = 5.0, interval: float = 0.01):
-    deadline = time.monotonic() + timeout
-    while True:
-        if pred():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(interval)
-
-
-async def recv_json(ws, timeout: float = 5.0):
-    return orjson.loads(await asyncio.wait_for(ws.recv(), timeout))
-
-
-async def recv_all(ws, idle: float = 0.3, limit: int = 1_000_000) -> list[str]:
-    """Every text frame until the connection is idle for ``idle`` seconds (or closes)."""
-    from websockets.exceptions import ConnectionClosed
-
-    out = []
-    while len(out) < limit:
-        try:
-            out.append(await asyncio.wait_for(ws.recv(), idle))
-        except (asyncio.TimeoutError, ConnectionClosed):
-            break
-    return out

@@ -11,7 +11,7 @@ from loopback import clients
 from loopback.binance_rest import INTERVALS_MS, aggregate_klines
 from loopback.server import BackgroundExchange, LoopbackExchange
 
-from conftest import run
+from loopback_testlib import run
 
 pytestmark = pytest.mark.timeout(60)
 MIN = 60_000
@@ -88,8 +88,8 @@ def test_load_markets_klines_and_funding_round_trip_across_pages(universe):
 
                 hourly = await client.fetch_ohlcv("ETH/USDT:USDT", "1h", since=universe.start_ms, limit=200)
                 eth = universe.contract("ETHUSDT")
-                agg = aggregate_klines(universe.klines("ETHUSDT", universe.start_ms, universe.start_ms + 200 * 60 * MIN),
-                                       INTERVALS_MS["1h"])[:200]
+                minute = universe.klines("ETHUSDT", universe.start_ms, universe.start_ms + 200 * 60 * MIN)
+                agg = aggregate_klines(minute, INTERVALS_MS["1h"])[:200]
                 assert hourly == expected_ohlcv(eth, agg)
 
                 rates = []

@@ -14,7 +14,7 @@ from loopback import clients
 from loopback.coinbase_frames import trade_side_text
 from loopback.server import LoopbackExchange
 
-from conftest import book_as_floats, recv_all, recv_json, run, wait_until
+from loopback_testlib import book_as_floats, recv_all, run, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

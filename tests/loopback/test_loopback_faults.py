@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed
 from loopback.faults import FaultConfig
 from loopback.server import LoopbackExchange
 
-from conftest import recv_all, run
+from loopback_testlib import recv_all, run
 
 pytestmark = pytest.mark.timeout(60)
 SUB = orjson.dumps({"type": "subscribe", "product_ids": ["BTC-USD"], "channel": "level2"})
@@ -68,7 +68,8 @@ def rebuild(msgs):
 def venue_as_decimals(bids_asks):
     bids, asks = bids_asks
     tick, lot = Decimal("0.01"), Decimal("0.00000001")
-    return {"bid": {p * tick: s * lot for p, s in bids.tolist()}, "offer": {p * tick: s * lot for p, s in asks.tolist()}}
+    return {"bid": {p * tick: s * lot for p, s in bids.tolist()},
+            "offer": {p * tick: s * lot for p, s in asks.tolist()}}
 
 
 def one(kind, **extra):

@@ -19,7 +19,7 @@ from loopback.pacing import Clock
 from loopback.replay import CaptureError, iter_capture, raw_frame, write_capture
 from loopback.server import LoopbackExchange
 
-from conftest import recv_all, run
+from loopback_testlib import recv_all, run
 
 pytestmark = pytest.mark.timeout(60)
 T0 = 1_767_571_200_000_000_000

@@ -8,13 +8,17 @@ import ccxt
 import orjson
 import pytest
 import websockets
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from loopback import clients
-from loopback.server import LoopbackExchange
+from loopback.server import BackgroundExchange, LoopbackExchange
 from simulator.products import Product
 
-from conftest import recv_json, run
+from loopback_testlib import recv_json, run
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -72,7 +76,7 @@ def test_oversized_and_abusive_clients_do_not_hurt_others():
                 with pytest.raises(ConnectionClosed) as info:
                     await asyncio.wait_for(big.recv(), 5)
                 assert info.value.rcvd.code == 1009
-            async with websockets.connect(ex.ws_url, close_timeout=0.5) as rude:  # a client that sends junk and vanishes
+            async with websockets.connect(ex.ws_url, close_timeout=0.5) as rude:  # subscribes, then vanishes
                 await rude.send(orjson.dumps({"type": "subscribe", "product_ids": ["BTC-USD"], "channel": "level2"}))
             async with websockets.connect(ex.ws_url, close_timeout=0.5) as ws:
                 await ws.send(orjson.dumps({"type": "subscribe", "product_ids": ["BTC-USD"], "channel": "level2"}))
@@ -123,3 +127,42 @@ def test_refuses_non_loopback_addresses():
         clients.coinbase_pro("wss://advanced-trade-ws.coinbase.com", [])
     with pytest.raises(ValueError):
         clients.binanceusdm("https://fapi.binance.com")
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.text(max_size=12),
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                        max_size=4), max_leaves=12)
+requests = st.fixed_dictionaries(
+    {}, optional={"type": st.sampled_from(["subscribe", "unsubscribe", "SUBSCRIBE", ""]) | json_values,
+                  "channel": st.sampled_from(["level2", "market_trades", "heartbeats", "user", ""]) | json_values,
+                  "product_ids": st.lists(st.sampled_from(["BTC-USD", "ETH-USD", "X", ""]), max_size=3)
+                  | json_values})
+
+
+@pytest.fixture(scope="module")
+def background_venue():
+    with BackgroundExchange(seed=7, speed=None, perps=False) as ex:
+        yield ex
+
+
+@hypothesis_settings(max_examples=25, deadline=None, database=None)
+@given(messages=st.lists(requests.map(orjson.dumps) | st.binary(max_size=40) | st.text(max_size=40),
+                         min_size=1, max_size=12))
+def test_random_requests_never_break_the_connection(background_venue, messages):
+    """Property: whatever a client sends, each request gets exactly one answer (an error or a confirmation, plus
+    snapshots for new subscriptions) and the connection keeps working."""
+    ex = background_venue
+    seen = ex.ws.requests_seen
+    with connect(ex.ws_url, close_timeout=0.5) as ws:
+        for m in messages:
+            ws.send(m)
+        ws.send(orjson.dumps({"type": "unsubscribe", "product_ids": [], "channel": "level2"}))
+        ws.send(orjson.dumps({"type": "subscribe", "product_ids": ["SOL-USD"], "channel": "level2"}))
+        got = []
+        while not (got and got[-1].get("channel") == "subscriptions"
+                   and "SOL-USD" in got[-1]["events"][0]["subscriptions"].get("level2", [])):
+            got.append(orjson.loads(ws.recv(timeout=5)))
+    assert ex.ws.requests_seen == seen + len(messages) + 2
+    answers = [g for g in got if g.get("type") == "error" or g.get("channel") == "subscriptions"]
+    assert len(answers) == len(messages) + 2
+    assert got[-2]["channel"] == "l2_data" and got[-2]["events"][0]["product_id"] == "SOL-USD"
