@@ -3,7 +3,7 @@
 1. Start the loopback exchange (``l2lab exchange serve``) as its own process on free ports.
 2. Collect a simulated session through the ccxt collector (raw capture + bronze), with live statistics and the
    ccxt-book cross-check; receive times follow the venue clock, so an accelerated session keeps venue time.
-3. Read 1-min candles and funding for the perpetuals universe with unmodified ccxt ``binanceusdm``, across pages.
+3. Backfill 1-min candles and funding for the whole perpetuals universe with unmodified ccxt ``binanceusdm``.
 4. Write the planted truth of the served session beside the data (the simulator is deterministic: the same seed
    and duration regenerate exactly what was served).
 5. Summarize from the DuckDB warehouse.
@@ -31,6 +31,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
     p.add_argument("--symbols", default=DEFAULT_SYMBOLS, help=f"products to collect (default {DEFAULT_SYMBOLS})")
     p.add_argument("--name", default="demo", help="data set name for the truth files (default demo)")
+    p.add_argument("--perp-days", type=float, default=2.0, help="days of perp history to backfill (default 2)")
     p.set_defaults(func=run)
 
 
@@ -57,30 +58,17 @@ def stop_exchange(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def perps_round_trip(rest_url: str) -> dict:
-    """Load the perp universe and page through candles and funding with unmodified ccxt."""
+def backfill_perps(rest_url: str, data_root: Path, days: float) -> dict:
+    """Backfill the last ``days`` of 1-min bars and funding for every listed perp with unmodified ccxt."""
+    from collectors.backfill import Backfill, linear_perps
     from loopback.clients import binanceusdm
 
-    ex = binanceusdm(rest_url)
-    markets = ex.load_markets()
-    linear = [m for m in markets.values() if m.get("linear") and m.get("swap")]
-    active = [m for m in linear if m.get("active")]
-    sym = "BTC/USDT:USDT"
-    since = ex.parse8601("2025-10-01T00:00:00Z")
-    bars, cursor = [], since
-    pages = 0
-    while len(bars) < 3 * 1440:  # three days of 1-min bars, at most 1500 a page
-        page = ex.fetch_ohlcv(sym, "1m", since=cursor, limit=1500)
-        pages += 1
-        if not page:
-            break
-        bars += page
-        cursor = page[-1][0] + 60_000
-    funding = ex.fetch_funding_rate_history(sym, since=since, limit=1000)
-    gaps = sum(1 for a, b in zip(bars, bars[1:]) if b[0] - a[0] != 60_000)
-    return {"perps_listed": len(linear), "perps_active": len(active), "btc_1m_bars": len(bars),
-            "pages": pages, "bar_gaps": gaps, "btc_funding_events": len(funding),
-            "first_funding": funding[0]["fundingRate"] if funding else None}
+    client = binanceusdm(rest_url)
+    markets = linear_perps(client)
+    now_ms = client.fetch_time()
+    since = now_ms - int(days * 86_400_000)
+    rep = Backfill(client, data_root).run(since_ms=since, until_ms=now_ms)
+    return {"listed": len(markets), "trading": sum(1 for m in markets if m.get("active")), **rep.__dict__}
 
 
 def run(args) -> int:
@@ -109,8 +97,9 @@ def run(args) -> int:
                               bronze_flush_s=5.0, progress=True)
         col.time_ns = venue_time_source(urls["clock_url"])
         report = asyncio.run(CoinbaseCollector(col).run())
-        print("[3/5] perpetuals over REST with ccxt binanceusdm")
-        perps = perps_round_trip(urls["rest_url"])
+        print(f"[3/5] backfilling {args.perp_days:g} days of 1-min OHLCV and funding for every listed perp "
+              f"(ccxt binanceusdm over REST)")
+        perps = backfill_perps(urls["rest_url"], settings.data_root, args.perp_days)
     finally:
         stop_exchange(proc)
     served_s = args.duration * args.speed
@@ -137,8 +126,10 @@ def run(args) -> int:
           f"{l2_per_s / 1286:.1f}x BTC-USD's real rate); gaps {report.normalizer.get('gaps', 0)}; "
           f"quarantined {quarantined}; reconnects {report.reconnects}")
     print(f"      ccxt book cross-check: {report.crosschecks - report.crosscheck_mismatches}/{report.crosschecks} agree")
-    print(f"      perps: {perps['perps_listed']} linear perps ({perps['perps_active']} trading); BTCUSDT "
-          f"{perps['btc_1m_bars']:,} 1-min bars in {perps['pages']} pages, {perps['btc_funding_events']} funding events")
+    print(f"      perps: {perps['listed']} linear perps listed ({perps['trading']} trading); "
+          f"{perps['rows']['ohlcv_1m']:,} 1-min bars and {perps['rows']['funding']:,} funding events in "
+          f"{perps['requests']} requests ({perps['wall_s']:.1f} s); venue gaps recorded: {perps['venue_gaps']} "
+          f"({perps['gap_minutes']} minutes)")
     leader = truth["oracle_direction_auc"]["closed_form_leaders"].get("BTC-USD", {})
     if leader:
         ordered = sorted(leader.items(), key=lambda kv: float(kv[0].rstrip("s")))
