@@ -113,13 +113,18 @@ def _delivered(seconds: float, seed: int, coalesce_ms: float) -> dict:
 
 
 def run(seconds: float = 5.0, seed: int = 7) -> dict:
-    """Measure; returns a dict of figures (see the module docstring)."""
-    return {
+    """Measure; returns a dict of figures (see the module docstring) and prints one line per figure."""
+    res = {
         "baseline_btc_level_changes_per_s": BTC_REAL_LEVEL_CHANGES_PER_S,
         "feed": _feed_only(seconds, seed),
         "delivered": _delivered(seconds, seed, 0.0),
         "delivered_coalesced_100ms": _delivered(seconds, seed, 100.0),
     }
+    for name in ("feed", "delivered", "delivered_coalesced_100ms"):
+        r = res[name]
+        print(f"   {name:<26} {r['level_changes_per_s']:>9,} level changes/s = {r['x_btc_real']:>6}x BTC-USD's "
+              f"real rate ({BTC_REAL_LEVEL_CHANGES_PER_S:,.0f}/s); {r['frames_per_s']:,} frames/s")
+    return res
 
 
 if __name__ == "__main__":
