@@ -27,10 +27,16 @@ def register(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no live statistics line")
     p.set_defaults(func=run)
 
-    q = sub.add_parser("ingest", help="normalize a raw capture (file or folder) into bronze, offline",
-                       description="The same normalizer as live collection: identical frames give identical rows.")
-    q.add_argument("capture", help="a .jsonl / .jsonl.zst capture, or a folder of capture segments")
-    q.add_argument("--exchange", default="coinbase", choices=["coinbase"])
+    q = sub.add_parser("ingest", help="bulk-load recorded data into bronze: raw captures, 1-min OHLCV, funding",
+                       description="Raw captures go through the live normalizer (identical frames give identical "
+                                   "rows). With --kind ohlcv|funding, a CSV/Parquet file of bars or funding is "
+                                   "validated row by row (see collectors/bars_file.py for the columns).")
+    q.add_argument("capture", metavar="PATH", help="a .jsonl / .jsonl.zst capture or a folder of segments; "
+                                                   "or a CSV/Parquet file with --kind")
+    q.add_argument("--kind", choices=["capture", "ohlcv", "funding"], default="capture")
+    q.add_argument("--symbol", help="symbol for --kind ohlcv/funding files without a symbol column")
+    q.add_argument("--exchange", default=None, help="exchange name (default coinbase for captures, "
+                                                    "binanceusdm for bars)")
     q.add_argument("--products", help="products.json with price_exp/size_exp per product "
                                       "(default: the one the collector wrote beside the capture)")
     q.set_defaults(func=run_ingest)
@@ -102,6 +108,19 @@ def run_ingest(args) -> int:
     from collectors.ingest import ingest_capture, read_products
 
     settings = Settings.load(args.data_root)
+    if args.kind != "capture":
+        from collectors.bars_file import BarsFileError, ingest_bars_file
+
+        try:
+            res = ingest_bars_file(args.capture, settings.data_root, args.kind,
+                                   exchange=args.exchange or "binanceusdm", symbol=args.symbol)
+        except BarsFileError as exc:
+            raise CLIError(str(exc)) from None
+        print(json.dumps(res, indent=2))
+        return 0
+    if args.exchange not in (None, "coinbase"):
+        raise CLIError(f"captures of {args.exchange!r} are not supported (coinbase only)")
+    args.exchange = "coinbase"
     try:
         products = read_products(args.products) if args.products else None
         res = ingest_capture(args.capture, settings.data_root, exchange=args.exchange, products=products,
