@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "simulator.cli",
     "loopback.cli",
     "collectors.cli",
+    "collectors.quality",
     "l2lab.warehouse",
     "l2lab.demo",
 ]

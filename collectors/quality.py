@@ -1,0 +1,107 @@
+"""Data-quality report per bronze partition (symbol x hour): message rate, gaps, crossed books, duplicates,
+quarantined frames.
+
+The book is rebuilt exactly (``kernels.book.BookRebuilder``, state carried across hours) to count crossed
+frames; duplicates and quarantined frames come from ``bronze_quarantine`` (per exchange-hour, since a bad
+frame may not name its product).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from collectors.bronze import _part_key
+from l2lab.schema import L2_EVENT_DTYPE
+
+COUNTERS = ("frames", "rows", "snapshots", "gaps", "crossed_frames", "duplicates")
+
+
+def _partitions(base: Path) -> list[tuple[str, str, str, Path]]:
+    out = []
+    for sym_dir in sorted(base.glob("symbol=*")):
+        for hour_dir in sorted(sym_dir.glob("date=*/hour=*")):
+            out.append((sym_dir.name.split("=", 1)[1], hour_dir.parent.name.split("=", 1)[1],
+                        hour_dir.name.split("=", 1)[1], hour_dir))
+    return out
+
+
+def _read(folder: Path):
+    parts = sorted(folder.glob("part-*.parquet"), key=_part_key)
+    return [pq.read_table(p) for p in parts]
+
+
+def quality_report(data_root: str | Path, exchange: str = "coinbase") -> pd.DataFrame:
+    from kernels.book import BookRebuilder
+
+    bronze = Path(data_root) / "bronze"
+    rows = []
+    rebuilders: dict[str, BookRebuilder] = {}
+    for symbol, date, hour, folder in _partitions(bronze / "l2_events" / f"exchange={exchange}"):
+        rb = rebuilders.get(symbol)
+        if rb is None:
+            rb = rebuilders[symbol] = BookRebuilder(1, depth=1, grids_ns=(), width=1 << 16, event_time=False)
+        before = rb.stats
+        first_ts = last_ts = None
+        for table in _read(folder):
+            ev = np.empty(table.num_rows, L2_EVENT_DTYPE)
+            for name in L2_EVENT_DTYPE.names:
+                ev[name] = table.column(name).to_numpy()
+            rb.process(ev)
+            if len(ev):
+                first_ts = ev["ts_recv_ns"][0] if first_ts is None else first_ts
+                last_ts = ev["ts_recv_ns"][-1]
+        after = rb.stats
+        delta = {k: after[k] - before[k] for k in COUNTERS}
+        span_s = max(1e-9, (last_ts - first_ts) / 1e9) if first_ts is not None else 0.0
+        trades_dir = bronze / "trades" / f"exchange={exchange}" / f"symbol={symbol}" / f"date={date}" / f"hour={hour}"
+        trades = sum(t.num_rows for t in _read(trades_dir)) if trades_dir.exists() else 0
+        rows.append({"symbol": symbol, "date": date, "hour": hour, **delta,
+                     "frames_per_s": round(delta["frames"] / span_s, 1) if span_s else 0.0,
+                     "trades": trades})
+    report = pd.DataFrame(rows, columns=["symbol", "date", "hour", *COUNTERS, "frames_per_s", "trades"])
+    q = _quarantine_counts(bronze / "quarantine" / f"exchange={exchange}")
+    if not report.empty:
+        report = report.merge(q, on=["date", "hour"], how="left").fillna(
+            {"quarantined": 0, "duplicate_frames": 0, "late_frames": 0, "malformed": 0})
+        for c in ("quarantined", "duplicate_frames", "late_frames", "malformed"):
+            report[c] = report[c].astype(int)
+    return report
+
+
+def _quarantine_counts(base: Path) -> pd.DataFrame:
+    rows = []
+    for hour_dir in sorted(base.glob("date=*/hour=*")) if base.exists() else []:
+        reasons = [r for t in _read(hour_dir) for r in t.column("reason").to_pylist()]
+        rows.append({"date": hour_dir.parent.name.split("=", 1)[1], "hour": hour_dir.name.split("=", 1)[1],
+                     "quarantined": len(reasons),
+                     "duplicate_frames": sum(r.startswith("duplicate frame") for r in reasons),
+                     "late_frames": sum(r.startswith("late frame") for r in reasons),
+                     "malformed": sum(r.startswith("malformed JSON") for r in reasons)})
+    counts = ["quarantined", "duplicate_frames", "late_frames", "malformed"]
+    return pd.DataFrame(rows, columns=["date", "hour", *counts]).astype({c: "int64" for c in counts})
+
+
+def register(sub) -> None:
+    p = sub.add_parser("quality", help="data-quality report per bronze partition (rates, gaps, crossed, duplicates)")
+    p.add_argument("--exchange", default="coinbase")
+    p.add_argument("--csv", action="store_true", help="print CSV")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from l2lab.settings import Settings
+
+    report = quality_report(Settings.load(args.data_root).data_root, args.exchange)
+    if report.empty:
+        print("no bronze L2 data yet")
+        return 0
+    if args.csv:
+        print(report.to_csv(index=False), end="")
+    else:
+        with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_rows", 500):
+            print(report.to_string(index=False))
+    return 0
