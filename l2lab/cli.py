@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "collectors.cli",
     "collectors.quality",
     "l2lab.warehouse",
+    "kernels.catalog",
     "l2lab.demo",
 ]
 

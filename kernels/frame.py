@@ -1,0 +1,119 @@
+"""The input of the book-table feature kernels: one symbol on one clock grid.
+
+Row i describes the market as it was known at grid time ``t_ns[i]``: the rebuilt book after the last frame
+received at or before ``t_ns[i]`` and the trades received in ``(t_ns[i-1], t_ns[i]]``. Nothing received after
+``t_ns[i]`` is in row i, so any kernel that reads rows ``<= i`` only is point-in-time by construction.
+``avail_ns[i]`` is the receive time of the last input used (the time the row became available).
+
+Prices and sizes are float64 in real units here (the exact mantissas stay in bronze and in the book); a missing
+level has price NaN and size 0. The first ``n_warmup`` rows are the tail of the previous partition, prepended
+so that windows are full at the partition start; callers drop those rows' outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from l2lab.schema import SIDE_BID
+
+
+@dataclass
+class MarketFrame:
+    symbol: str
+    step_ns: int
+    t_ns: np.ndarray  # int64 (n,)
+    avail_ns: np.ndarray  # int64 (n,)
+    valid: np.ndarray  # bool (n,): the book is whole (no gap since the last snapshot)
+    bid_px: np.ndarray  # float64 (n, depth), best first
+    bid_sz: np.ndarray
+    ask_px: np.ndarray
+    ask_sz: np.ndarray
+    buy_volume: np.ndarray  # float64 (n,): taker-buy base volume in (t_{i-1}, t_i]
+    sell_volume: np.ndarray
+    buy_count: np.ndarray  # int64 (n,)
+    sell_count: np.ndarray
+    notional: np.ndarray  # float64 (n,): sum of price * size in the bucket
+    max_trade: np.ndarray  # float64 (n,): largest trade size in the bucket (0 if none)
+    last_price: np.ndarray  # float64 (n,): last trade price at or before t (NaN before the first trade)
+    book_rows: np.ndarray  # int64 (n,): L2 rows received in the bucket (event intensity)
+    n_warmup: int = 0
+
+    @property
+    def n(self) -> int:
+        return len(self.t_ns)
+
+    @property
+    def depth(self) -> int:
+        return self.bid_px.shape[1]
+
+    def take(self, idx) -> "MarketFrame":
+        """Rows ``idx`` (a slice or index array) as a new frame with its own copies (n_warmup reset to 0)."""
+        fields = {k: (np.array(v[idx]) if isinstance(v, np.ndarray) else v) for k, v in self.__dict__.items()}
+        fields["n_warmup"] = 0
+        return MarketFrame(**fields)
+
+
+def build_frame(symbol: str, samples, trades: np.ndarray | None, price_exp: int, size_exp: int,
+                step_ns: int, prev_last_price: float = np.nan, prev_row: int | None = None) -> MarketFrame:
+    """A frame from grid samples of ``kernels.book.BookRebuilder`` (``TopN``) and normalized trades
+    (``l2lab.schema.TRADE_DTYPE``) received up to the last grid time. ``prev_last_price`` and ``prev_row``
+    carry the last trade price and the last sample's stream row from the previous partition."""
+    n = len(samples)
+    pdiv, sdiv = 10.0**price_exp, 10.0**size_exp
+    sizes = {k: getattr(samples, k).astype(np.float64) / sdiv for k in ("bid_sz", "ask_sz")}
+    prices = {}
+    for k, sz in (("bid_px", "bid_sz"), ("ask_px", "ask_sz")):
+        px = getattr(samples, k).astype(np.float64) / pdiv
+        px[getattr(samples, sz) == 0] = np.nan
+        prices[k] = px
+    t = samples.ts_ns.astype(np.int64)
+    buy_v = np.zeros(n)
+    sell_v = np.zeros(n)
+    buy_c = np.zeros(n, np.int64)
+    sell_c = np.zeros(n, np.int64)
+    notional = np.zeros(n)
+    max_trade = np.zeros(n)
+    last_price = np.full(n, np.nan)
+    avail = samples.ts_avail_ns.astype(np.int64).copy()
+    if trades is not None and len(trades) and n:
+        tt = trades["ts_recv_ns"]
+        bucket = np.searchsorted(t, tt, side="left")  # trade at ts goes to the first grid time >= ts
+        keep = bucket < n
+        b = bucket[keep]
+        px = trades["price"][keep] / pdiv
+        sz = trades["size"][keep] / sdiv
+        is_buy = trades["side"][keep] == SIDE_BID
+        np.add.at(buy_v, b[is_buy], sz[is_buy])
+        np.add.at(sell_v, b[~is_buy], sz[~is_buy])
+        np.add.at(buy_c, b[is_buy], 1)
+        np.add.at(sell_c, b[~is_buy], 1)
+        np.add.at(notional, b, px * sz)
+        np.maximum.at(max_trade, b, sz)
+        # last trade price at or before each grid time, and the trade's receive time for availability
+        order = np.argsort(b, kind="stable")  # receive order within each bucket
+        b_sorted = b[order]
+        run_ends = np.flatnonzero(np.r_[b_sorted[1:] != b_sorted[:-1], True]) if len(b_sorted) else b_sorted
+        last_idx = np.full(n, -1)
+        last_idx[b_sorted[run_ends]] = order[run_ends]  # the last trade of each bucket
+        filled = np.maximum.accumulate(last_idx)
+        last_price = np.where(filled >= 0, px[np.maximum(filled, 0)], prev_last_price)
+        trade_t = tt[keep]
+        avail = np.maximum(avail, np.where(filled >= 0, trade_t[np.maximum(filled, 0)], avail))
+    elif n:
+        last_price[:] = prev_last_price
+    rows = samples.row.astype(np.int64)
+    book_rows = np.diff(rows, prepend=rows[0] if prev_row is None else prev_row) if n else rows
+    return MarketFrame(symbol, int(step_ns), t, avail, samples.valid.astype(bool), prices["bid_px"],
+                       sizes["bid_sz"], prices["ask_px"], sizes["ask_sz"], buy_v, sell_v, buy_c, sell_c, notional,
+                       max_trade, last_price, book_rows)
+
+
+def concat(frames: list[MarketFrame], n_warmup: int = 0) -> MarketFrame:
+    first = frames[0]
+    fields = {}
+    for k, v in first.__dict__.items():
+        fields[k] = np.concatenate([getattr(f, k) for f in frames]) if isinstance(v, np.ndarray) else v
+    fields["n_warmup"] = n_warmup
+    return MarketFrame(**fields)
