@@ -85,11 +85,12 @@ _COUNTERS = {  # public stats name -> (array, offset)
 }
 
 
-@njit(cache=True)
-def apply_event(lad, ovk, ovs, sc, bs, kind, side, price, size, flags):
+@njit(cache=True, inline="always")
+def apply_event(lad, bits, summ, ovk, ovs, sc, bs, kind, side, price, size, flags):
     """Apply one non-duplicate row to the book and the validity state (no sampling).
 
-    Returns ``(ovk, ovs, frame_ended)``. See the module docstring for the row semantics.
+    Returns whether the row ended a frame. See the module docstring for the row semantics. Needs room in the
+    overflow (see :mod:`kernels.ladder`).
     """
     if kind == L2_GAP:
         bs[B_GAPS] += 1
@@ -97,8 +98,8 @@ def apply_event(lad, ovk, ovs, sc, bs, kind, side, price, size, flags):
         bs[B_SNAP_PENDING] = 0
     elif kind == L2_SNAPSHOT or kind == L2_UPDATE or kind == L2_DELETE:
         if kind == L2_SNAPSHOT and flags & FLAG_BOOK_RESET:
-            L.clear_side(lad, sc, 0)
-            L.clear_side(lad, sc, 1)
+            L.clear_side(lad, bits, summ, sc, 0)
+            L.clear_side(lad, bits, summ, sc, 1)
             bs[B_SNAPSHOTS] += 1
             bs[B_SNAP_PENDING] = 1
         if side != 0 and side != 1:
@@ -107,9 +108,9 @@ def apply_event(lad, ovk, ovs, sc, bs, kind, side, price, size, flags):
             bs[B_BAD_SIZE] += 1
         elif kind == L2_DELETE or size == 0:
             if kind != L2_SNAPSHOT:
-                ovk, ovs = L.set_level(lad, ovk, ovs, sc, side, price, 0)
+                L.set_level(lad, bits, summ, ovk, ovs, sc, side, price, 0)
         else:
-            ovk, ovs = L.set_level(lad, ovk, ovs, sc, side, price, size)
+            L.set_level(lad, bits, summ, ovk, ovs, sc, side, price, size)
     else:
         bs[B_BAD_KIND] += 1
     if flags & FLAG_FRAME_END:
@@ -117,17 +118,17 @@ def apply_event(lad, ovk, ovs, sc, bs, kind, side, price, size, flags):
         if bs[B_SNAP_PENDING]:
             bs[B_SYNCED] = 1
             bs[B_SNAP_PENDING] = 0
-        return ovk, ovs, True
+        return True
     bs[B_IN_FRAME] = 1
-    return ovk, ovs, False
+    return False
 
 
-@njit(cache=True)
-def sample_top(lad, ovk, ovs, sc, bs, out):
+@njit(cache=True, inline="always")
+def sample_top(lad, bits, summ, ovk, ovs, sc, bs, out):
     """Top-N of the current book into ``out`` (4, N) = (bid_px, bid_sz, ask_px, ask_sz); returns the flags
     (F_VALID if synced and not mid-frame, F_CROSSED if best bid >= best ask with both sides non-empty)."""
-    nb = L.top_levels(lad, ovk, ovs, sc, 0, out[0], out[1])
-    na = L.top_levels(lad, ovk, ovs, sc, 1, out[2], out[3])
+    nb = L.top_levels(lad, bits, summ, ovk, ovs, sc, 0, out[0], out[1])
+    na = L.top_levels(lad, bits, summ, ovk, ovs, sc, 1, out[2], out[3])
     flag = 0
     if bs[B_SYNCED] and not bs[B_IN_FRAME]:
         flag |= F_VALID
@@ -156,20 +157,24 @@ def _emit_grids(bs, last_lv, grid_step, grid_next, limit, g_lv, g_ts, g_avail, g
 
 
 @njit(cache=True)
-def process_rows(ev, lad, ovk, ovs, sc, bs, last_lv, grid_step, grid_next,
+def process_rows(ev, lad, bits, summ, ovk, ovs, sc, bs, last_lv, grid_step, grid_next,
                  out_lv, out_ts, out_row, out_flag, g_lv, g_ts, g_avail, g_row, g_flag, g_id):
     """Run the rows of one chunk ``ev`` (L2_EVENT_DTYPE, receive order) through the book, with explicit state.
 
     At every frame end: first every grid time g < ts_recv_ns gets the previous frame's sample (``last_lv``),
     then the new sample is taken into ``last_lv`` and, if ``out_lv`` has room, recorded as an event-time
-    sample. State in: ladder (lad, ovk, ovs, sc), book scalars bs, last sample, grid cursors. Event-time
+    sample. State in: ladder (lad, bits, summ, ovk, ovs, sc), book scalars bs, last sample, grid cursors. Event-time
     outputs need room for every non-duplicate frame-end row (or none, to skip them); grid outputs for every
-    grid time below the chunk's largest frame-end time. Returns ``(ovk, ovs, n_event_samples, n_grid_rows)``.
+    grid time below the chunk's largest frame-end time. Returns ``(rows_done, n_event_samples, n_grid_rows)``;
+    ``rows_done < len(ev)`` means the overflow needs room (``Ladder.reserve``) before the rest is fed.
     """
     n_out = 0
     n_g = 0
     record = out_ts.shape[0] > 0
+    cap = ovk.shape[1]
     for i in range(ev.shape[0]):
+        if L.n_levels(sc, 0) + 2 > cap or L.n_levels(sc, 1) + 2 > cap:
+            return i, n_out, n_g
         r = ev[i]
         row = bs[B_ROWS]
         bs[B_ROWS] = row + 1
@@ -177,8 +182,7 @@ def process_rows(ev, lad, ovk, ovs, sc, bs, last_lv, grid_step, grid_next,
         if flags & FLAG_DUPLICATE:
             bs[B_DUPLICATES] += 1
             continue
-        ovk, ovs, ended = apply_event(lad, ovk, ovs, sc, bs, r.kind, r.side, r.price, r.size, flags)
-        if not ended:
+        if not apply_event(lad, bits, summ, ovk, ovs, sc, bs, r.kind, r.side, r.price, r.size, flags):
             continue
         ts = r.ts_recv_ns
         bs[B_FRAMES] += 1
@@ -192,7 +196,7 @@ def process_rows(ev, lad, ovk, ovs, sc, bs, last_lv, grid_step, grid_next,
                 grid_next[k] = -((-ts) // grid_step[k]) * grid_step[k]  # first multiple >= ts
         if ts > bs[B_MAX_TS] or not bs[B_HAVE_LAST]:
             bs[B_MAX_TS] = ts
-        flag = sample_top(lad, ovk, ovs, sc, bs, last_lv)
+        flag = sample_top(lad, bits, summ, ovk, ovs, sc, bs, last_lv)
         if flag & F_CROSSED:
             bs[B_CROSSED_FRAMES] += 1
         bs[B_HAVE_LAST] = 1
@@ -205,7 +209,7 @@ def process_rows(ev, lad, ovk, ovs, sc, bs, last_lv, grid_step, grid_next,
             out_row[n_out] = row
             out_flag[n_out] = flag
             n_out += 1
-    return ovk, ovs, n_out, n_g
+    return ev.shape[0], n_out, n_g
 
 
 @njit(cache=True)
@@ -270,9 +274,9 @@ class BookRebuilder:
     """Streaming exact book rebuild for one symbol. Allocate once per process and reuse (:meth:`reset`).
 
     ``tick``: the tick size as a price mantissa (same exponent as prices). ``depth``: levels per side in the
-    samples. ``grids_ns``: clock grid steps. ``width``: ladder window in ticks per side (2 x 8 bytes x width
-    allocated once); levels outside it are kept in the overflow store. ``event_time=False`` skips the
-    event-time output (grids only).
+    samples. ``grids_ns``: clock grid steps. ``width``: ladder window in ticks per side, a multiple of 64
+    (2 x 8 bytes x width allocated once); levels outside it are kept in the overflow store. ``event_time=False``
+    skips the event-time output (grids only).
     """
 
     def __init__(self, tick: int, *, depth: int = DEFAULT_DEPTH, grids_ns=DEFAULT_GRIDS_NS,
@@ -287,41 +291,50 @@ class BookRebuilder:
         self.width = int(width)
         self.event_time = bool(event_time)
         self.grid_step = np.array(steps, dtype=np.int64)
-        self.lad, self.ovk, self.ovs, self.sc = L.new_ladder(self.tick, self.width)
+        self.ladder = L.Ladder(self.tick, self.width)
+        lv, ts, row, flag = _empty_buffers(0, self.depth)
+        self._no_events = TopN.from_arrays(ts, ts, row, lv, flag)
         self.reset()
 
     def reset(self) -> None:
         """Forget everything (book, validity, last sample, grid cursors, counters); keeps the allocation."""
+        ld = self.ladder
         for s in range(2):
-            L.clear_side(self.lad, self.sc, s)
-        self.sc[L.S_RECENTERS:] = 0
-        self.sc[L.S_BASE:L.S_BASE + 2] = 0
+            L.clear_side(ld.lad, ld.bits, ld.summ, ld.sc, s)
+        ld.sc[L.S_RECENTERS:] = 0
+        ld.sc[L.S_BASE:L.S_BASE + 2] = 0
         self.bs = np.zeros(N_BOOK_SCALARS, dtype=np.int64)
         self.last_lv = np.zeros((4, self.depth), dtype=np.int64)
         self.grid_next = np.zeros(len(self.grid_step), dtype=np.int64)
 
-    # -- streaming ----------------------------------------------------------------------------------------
+    # -- streaming; process() on one frame or one row is also the incremental (live) form ------------------
     def process(self, events: np.ndarray) -> BookSamples:
         """Feed the next chunk of rows (any size, even one row or part of a frame); returns its samples."""
         ev = _as_events(events)
         flags = ev["flags"]
-        ends = (flags & FLAG_FRAME_END != 0) & (flags & FLAG_DUPLICATE == 0)
+        ends = (flags & (FLAG_FRAME_END | FLAG_DUPLICATE)) == FLAG_FRAME_END
         n_ends = int(np.count_nonzero(ends))
-        n_ev = n_ends if self.event_time else 0
-        out_lv = np.empty((n_ev, 4, self.depth), dtype=np.int64)
-        out_ts = np.empty(n_ev, dtype=np.int64)
-        out_row = np.empty(n_ev, dtype=np.int64)
-        out_flag = np.empty(n_ev, dtype=np.uint8)
+        out = _empty_buffers(n_ends if self.event_time else 0, self.depth)
         n_grid = 0
         if n_ends:
             end_ts = ev["ts_recv_ns"][ends]
             n_grid = self._grid_capacity(int(end_ts.min()), int(end_ts.max()))
         g = _grid_buffers(n_grid, self.depth)
-        self.ovk, self.ovs, n_out, n_g = process_rows(
-            ev, self.lad, self.ovk, self.ovs, self.sc, self.bs, self.last_lv, self.grid_step, self.grid_next,
-            out_lv, out_ts, out_row, out_flag, *g)
-        events_out = TopN.from_arrays(out_ts[:n_out], out_ts[:n_out].copy(), out_row[:n_out], out_lv[:n_out],
-                                      out_flag[:n_out])
+        ld = self.ladder
+        done = n_out = n_g = 0
+        while True:
+            d, o, m = process_rows(
+                ev[done:], ld.lad, ld.bits, ld.summ, ld.ovk, ld.ovs, ld.sc, self.bs, self.last_lv, self.grid_step,
+                self.grid_next, *(a[n_out:] for a in out), *(a[n_g:] for a in g))
+            done, n_out, n_g = done + d, n_out + o, n_g + m
+            if done == len(ev):
+                break
+            ld.reserve(2 * int(max(L.n_levels(ld.sc, 0), L.n_levels(ld.sc, 1))) + 16)
+        if n_out:
+            lv, ts, row, flag = (a[:n_out] for a in out)
+            events_out = TopN.from_arrays(ts, ts.copy(), row, lv, flag)
+        else:
+            events_out = self._no_events
         return BookSamples(events_out, self._split_grids(g, n_g))
 
     def flush(self, through_ns: int) -> dict[int, TopN]:
@@ -333,20 +346,21 @@ class BookRebuilder:
         n_g = flush_grids(self.bs, self.last_lv, self.grid_step, self.grid_next, through_ns, *g)
         return self._split_grids(g, n_g)
 
-    # -- incremental (live): process() on one frame or one row is the incremental form ----------------------
     def top(self) -> TopN:
-        """A sample of the book as it is now (valid is 0 mid-frame), stamped with the last row's time."""
+        """A sample of the book as it is now (valid is 0 mid-frame), stamped with the last frame's time."""
+        ld = self.ladder
         lv = np.zeros((1, 4, self.depth), dtype=np.int64)
-        flag = sample_top(self.lad, self.ovk, self.ovs, self.sc, self.bs, lv[0])
+        flag = sample_top(ld.lad, ld.bits, ld.summ, ld.ovk, ld.ovs, ld.sc, self.bs, lv[0])
         t = np.array([self.bs[B_LAST_TS]], dtype=np.int64)
         return TopN.from_arrays(t, t.copy(), np.array([self.bs[B_ROWS] - 1]), lv, np.array([flag], np.uint8))
 
     def levels(self, side: int) -> np.ndarray:
         """Every level of a side, best first: int64 array (n, 2) of (price, size) mantissas."""
-        n = int(L.n_levels(self.sc, side))
+        ld = self.ladder
+        n = int(L.n_levels(ld.sc, side))
         px = np.zeros(n, dtype=np.int64)
         sz = np.zeros(n, dtype=np.int64)
-        L.top_levels(self.lad, self.ovk, self.ovs, self.sc, side, px, sz)
+        L.top_levels(ld.lad, ld.bits, ld.summ, ld.ovk, ld.ovs, ld.sc, side, px, sz)
         return np.stack([px, sz], axis=1)
 
     @property
@@ -357,10 +371,11 @@ class BookRebuilder:
     def stats(self) -> dict[str, int]:
         """Counters since the last reset (rows, frames, gaps, missing_deletes, off_grid, crossed_frames, ...)
         and the current level counts."""
-        out = {name: int(getattr(self, arr)[off]) for name, (arr, off) in _COUNTERS.items()}
+        arrays = {"bs": self.bs, "sc": self.ladder.sc}
+        out = {name: int(arrays[arr][off]) for name, (arr, off) in _COUNTERS.items()}
         for s, name in ((0, "bid"), (1, "ask")):
-            out[f"{name}_levels"] = int(L.n_levels(self.sc, s))
-            out[f"{name}_overflow_levels"] = int(self.sc[L.S_NOV + s])
+            out[f"{name}_levels"] = int(L.n_levels(self.ladder.sc, s))
+            out[f"{name}_overflow_levels"] = int(self.ladder.sc[L.S_NOV + s])
         return out
 
     # -- carrying state to another process ----------------------------------------------------------------
@@ -368,17 +383,19 @@ class BookRebuilder:
         """Compact state (levels, not the ladder) to resume elsewhere with :meth:`from_state`."""
         return {"tick": np.int64(self.tick), "depth": np.int64(self.depth), "grid_step": self.grid_step.copy(),
                 "bids": self.levels(0), "asks": self.levels(1), "bs": self.bs.copy(),
-                "counters": self.sc[L.S_RECENTERS:].copy(), "last_lv": self.last_lv.copy(),
+                "counters": self.ladder.sc[L.S_RECENTERS:].copy(), "last_lv": self.last_lv.copy(),
                 "grid_next": self.grid_next.copy()}
 
     @classmethod
     def from_state(cls, state: dict, *, width: int = DEFAULT_WIDTH, event_time: bool = True) -> "BookRebuilder":
         self = cls(int(state["tick"]), depth=int(state["depth"]), grids_ns=tuple(state["grid_step"].tolist()),
                    width=width, event_time=event_time)
+        ld = self.ladder
         for s, key in ((0, "bids"), (1, "asks")):
+            ld.reserve(len(state[key]) + 16)
             for price, size in state[key].tolist():
-                self.ovk, self.ovs = L.set_level(self.lad, self.ovk, self.ovs, self.sc, s, price, size)
-        self.sc[L.S_RECENTERS:] = state["counters"]
+                ld.set(s, price, size)
+        ld.sc[L.S_RECENTERS:] = state["counters"]
         self.bs[:] = state["bs"]
         self.last_lv[:] = state["last_lv"]
         self.grid_next[:] = state["grid_next"]
@@ -395,12 +412,20 @@ class BookRebuilder:
         return total
 
     def _split_grids(self, g, n_g: int) -> dict[int, TopN]:
+        steps = self.grid_step.tolist()
+        if n_g == 0:
+            return dict.fromkeys(steps, self._no_events)
         g_lv, g_ts, g_avail, g_row, g_flag, g_id = (a[:n_g] for a in g)
         out = {}
-        for k, step in enumerate(self.grid_step.tolist()):
+        for k, step in enumerate(steps):
             m = g_id == k
             out[step] = TopN.from_arrays(g_ts[m], g_avail[m], g_row[m], g_lv[m], g_flag[m])
         return out
+
+
+def _empty_buffers(n: int, depth: int):
+    return (np.empty((n, 4, depth), dtype=np.int64), np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64),
+            np.empty(n, dtype=np.uint8))
 
 
 def _grid_buffers(n: int, depth: int):

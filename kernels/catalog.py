@@ -2,7 +2,13 @@
 and documentation.
 
 Every family module (``kernels/<family>.py``) declares ``FEATURES: list[FeatureSpec]`` and a ``compute``
-function that returns exactly those columns. Labels (``kernels/labels.py``) declare ``LABELS`` with a forward
+function that returns exactly those columns.
+
+Book-table kernel protocol: ``new_state()`` returns the family's carried state (``None`` if stateless) and
+``compute(frame, state=None) -> dict[str, ndarray]`` computes every row of ``frame``; given a state it starts
+from it and leaves it updated to after the last row. So a day is processed partition by partition with the state
+carried across (exactly, not approximately), and feeding one row at a time is the incremental (live) form:
+both give the batch values bit for bit. Labels (``kernels/labels.py``) declare ``LABELS`` with a forward
 reach > 0; features must have forward reach 0, and a check refuses anything else, so leakage checks are
 mechanical.
 

@@ -98,7 +98,11 @@ def _slope(dist: np.ndarray, cum: np.ndarray) -> np.ndarray:
         return np.where((cnt >= 2) & (var > 0), cov / np.where(var > 0, var, 1.0), np.nan)
 
 
-def compute(f: MarketFrame) -> dict[str, np.ndarray]:
+def new_state() -> None:
+    return None  # stateless: every value is a function of its own row
+
+
+def compute(f: MarketFrame, state=None) -> dict[str, np.ndarray]:
     """Every structural feature for every row of ``f`` (see the module docstring for the formulas)."""
     depth = min(DEPTH, f.depth)
     bp, bq, ap, aq = f.bid_px[:, :depth], f.bid_sz[:, :depth], f.ask_px[:, :depth], f.ask_sz[:, :depth]
