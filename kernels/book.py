@@ -137,6 +137,13 @@ def sample_top(lad, bits, summ, ovk, ovs, sc, bs, out):
     return flag
 
 
+@njit(cache=True, inline="always")
+def _copy_sample(src, dst, k):
+    for a in range(src.shape[0]):
+        for b in range(src.shape[1]):
+            dst[k, a, b] = src[a, b]
+
+
 @njit(cache=True)
 def _emit_grids(bs, last_lv, grid_step, grid_next, limit, g_lv, g_ts, g_avail, g_row, g_flag, g_id, n_g):
     """Emit, for every grid, the last sample at each grid time g < limit not yet emitted."""
@@ -145,7 +152,7 @@ def _emit_grids(bs, last_lv, grid_step, grid_next, limit, g_lv, g_ts, g_avail, g
         while grid_next[k] < limit:
             if n_g >= g_ts.shape[0]:
                 raise RuntimeError("grid output capacity exceeded")
-            g_lv[n_g] = last_lv
+            _copy_sample(last_lv, g_lv, n_g)
             g_ts[n_g] = grid_next[k]
             g_avail[n_g] = bs[B_LAST_TS]
             g_row[n_g] = bs[B_LAST_ROW]
@@ -156,7 +163,7 @@ def _emit_grids(bs, last_lv, grid_step, grid_next, limit, g_lv, g_ts, g_avail, g
     return n_g
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def process_rows(ev, lad, bits, summ, ovk, ovs, sc, bs, last_lv, grid_step, grid_next,
                  out_lv, out_ts, out_row, out_flag, g_lv, g_ts, g_avail, g_row, g_flag, g_id):
     """Run the rows of one chunk ``ev`` (L2_EVENT_DTYPE, receive order) through the book, with explicit state.
@@ -204,7 +211,7 @@ def process_rows(ev, lad, bits, summ, ovk, ovs, sc, bs, last_lv, grid_step, grid
         bs[B_LAST_FLAG] = flag
         bs[B_LAST_ROW] = row
         if record:
-            out_lv[n_out] = last_lv
+            _copy_sample(last_lv, out_lv, n_out)
             out_ts[n_out] = ts
             out_row[n_out] = row
             out_flag[n_out] = flag
@@ -212,7 +219,7 @@ def process_rows(ev, lad, bits, summ, ovk, ovs, sc, bs, last_lv, grid_step, grid
     return ev.shape[0], n_out, n_g
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def flush_grids(bs, last_lv, grid_step, grid_next, through_ns, g_lv, g_ts, g_avail, g_row, g_flag, g_id):
     """Emit every grid time g <= through_ns (the caller has fed all frames with ts_recv_ns <= through_ns)."""
     if not bs[B_HAVE_LAST]:

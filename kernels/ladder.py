@@ -9,7 +9,8 @@ Placement (the one rule every function keeps)
     * the **ladder** ``lad[s, i]`` (its size, 0 = empty) when p is a multiple of the tick and its key in ticks
       ``kt = key // tick`` falls in the window ``base[s] <= kt < base[s] + W`` (``i = kt - base[s]``);
     * otherwise the **overflow**: ``ovk[s, :n_ov]`` (side keys, strictly increasing) / ``ovs[s, :n_ov]``
-      (sizes > 0). Far levels and off-grid prices (an input error, kept exactly) go there.
+      (sizes > 0). Far levels and off-grid prices (an input error, kept exactly) go there. Row 2 of
+      ``ovk``/``ovs`` is scratch space for recentering.
     So a lookup is a pure function of (price, base) and nothing is ever dropped.
 
 Occupancy bitmaps
@@ -23,9 +24,13 @@ every level under a new base so the touch sits at W/4: it happens when a new lev
 than the window, when the ladder's best drifts past W/2, or when the ladder empties while the overflow holds
 levels. Samples never depend on the base.
 
-Capacity: the kernels never allocate in the hot path. Callers keep ``ovk.shape[1] > n_win + n_ov`` of each side
-before a mutation (a set adds at most one level, a recenter at most moves all of them), growing the arrays with
-:meth:`Ladder.reserve` outside numba; ``process_rows`` stops and asks for that when it gets close.
+No allocation, no reference counting
+    The kernels never allocate, so the hot loops can be compiled without numba's reference-counting runtime
+    (``_nrt=False``): with it, the increments/decrements of the array arguments cost ~6x the ladder work
+    (66 vs 11 ns per level change, measured). Callers keep ``ovk.shape[1] > n_win + n_ov + 1`` for each side
+    before a mutation (a set adds at most one level; a recenter moves at most all of them through the scratch
+    row), growing the arrays with :meth:`Ladder.reserve` outside numba; ``process_rows`` stops and asks for
+    that when it gets close.
 """
 
 from __future__ import annotations
@@ -65,8 +70,8 @@ class Ladder:
         self.lad = np.zeros((2, width), dtype=np.int64)
         self.bits = np.zeros((2, words), dtype=np.uint64)
         self.summ = np.zeros((2, (words + 63) // 64), dtype=np.uint64)
-        self.ovk = np.zeros((2, overflow_capacity), dtype=np.int64)
-        self.ovs = np.zeros((2, overflow_capacity), dtype=np.int64)
+        self.ovk = np.zeros((3, overflow_capacity), dtype=np.int64)  # rows: bid, ask, scratch
+        self.ovs = np.zeros((3, overflow_capacity), dtype=np.int64)
         self.sc = np.zeros(N_LADDER_SCALARS, dtype=np.int64)
         self.sc[S_TICK] = tick
         self.sc[S_WIDTH] = width
@@ -78,8 +83,8 @@ class Ladder:
         if levels <= cap:
             return
         new = max(2 * cap, levels)
-        k = np.zeros((2, new), dtype=np.int64)
-        v = np.zeros((2, new), dtype=np.int64)
+        k = np.zeros((3, new), dtype=np.int64)
+        v = np.zeros((3, new), dtype=np.int64)
         k[:, :cap] = self.ovk
         v[:, :cap] = self.ovs
         self.ovk, self.ovs = k, v
@@ -167,8 +172,8 @@ def recenter(lad, bits, summ, ovk, ovs, sc, s, new_base):
     nwin = sc[S_NWIN + s]
     nov = sc[S_NOV + s]
     total = nwin + nov
-    tk = np.empty(total, dtype=np.int64)
-    ts = np.empty(total, dtype=np.int64)
+    tk = ovk[2]
+    ts = ovs[2]
     i = next_occupied(bits, summ, s, sc[S_LO + s]) if nwin > 0 else w
     left = nwin
     j = 0
@@ -225,7 +230,14 @@ def _overflow_set(ovk, ovs, sc, s, key, size):
     """Set (size > 0) or delete (size == 0) ``key`` in the sorted overflow of side s. Returns whether it was
     there."""
     nov = sc[S_NOV + s]
-    pos = np.searchsorted(ovk[s, :nov], key)
+    pos = 0  # first index with ovk[s, pos] >= key
+    hi = nov
+    while pos < hi:
+        mid = (pos + hi) >> 1
+        if ovk[s, mid] < key:
+            pos = mid + 1
+        else:
+            hi = mid
     found = pos < nov and ovk[s, pos] == key
     if size > 0:
         if found:

@@ -230,10 +230,10 @@ def test_duplicates_and_equal_timestamps():
 
 def test_reset_reuses_allocation_and_forgets_state():
     b = BookRebuilder(1, depth=1, width=64)
-    lad = b.lad
+    lad = b.ladder.lad
     b.process(rows(*snap(1, [(100, 1)], [(5000, 1)])))
     b.reset()
-    assert b.lad is lad and not b.lad.any()
+    assert b.ladder.lad is lad and not lad.any() and not b.ladder.bits.any() and not b.ladder.summ.any()
     assert b.stats["rows"] == 0 and b.levels(0).shape == (0, 2) and not b.valid
     assert not len(b.flush(10**10)[100_000_000])
 
@@ -243,5 +243,7 @@ def test_rejects_bad_configuration():
         BookRebuilder(0)
     with pytest.raises(ValueError):
         BookRebuilder(1, grids_ns=(0,))
+    with pytest.raises(ValueError):
+        BookRebuilder(1, width=100)
     with pytest.raises(TypeError):
         BookRebuilder(1, width=64).process(np.zeros(3, dtype=[("x", "i8")]))
