@@ -16,6 +16,9 @@ Rules
   by (product, trade_id) — the snapshot sent on subscribe repeats recent trades.
 * A frame that cannot be parsed, or with a field out of contract, goes to quarantine with a reason naming the
   field; if it was L2 data of a known product, that product also gets a gap (its book missed an update).
+* Recording boundaries are gaps too: a product's first L2 row of a recording is preceded by a ``GAP_START``
+  marker (nothing is known before it, e.g. while the collector was not running) and :meth:`finish` ends the
+  recording with a ``GAP_STOP`` marker at the last frame's receive time, for live collection and ingest alike.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ import orjson
 
 from collectors.timeparse import rfc3339_to_ns
 from l2lab.schema import (
-    FLAG_BOOK_RESET, FLAG_FRAME_END, GAP_DISCONNECT, GAP_SEQUENCE, L2_DELETE, L2_EVENT_DTYPE, L2_GAP,
-    L2_SNAPSHOT, L2_UPDATE, SIDE_ASK, SIDE_BID, TRADE_DTYPE, parse_fixed,
+    FLAG_BOOK_RESET, FLAG_FRAME_END, GAP_DISCONNECT, GAP_SEQUENCE, GAP_START, GAP_STOP, L2_DELETE, L2_EVENT_DTYPE,
+    L2_GAP, L2_SNAPSHOT, L2_UPDATE, SIDE_ASK, SIDE_BID, TRADE_DTYPE, parse_fixed,
 )
 
 L2_SIDE = {"bid": SIDE_BID, "offer": SIDE_ASK, "ask": SIDE_ASK}
@@ -72,6 +75,8 @@ class CoinbaseNormalizer:
         self._recent_seq: dict[int, OrderedDict] = defaultdict(OrderedDict)
         self._trade_ids: dict[str, OrderedDict] = defaultdict(OrderedDict)
         self._conn: int | None = None
+        self._recorded: set[str] = set()  # products with L2 rows in this recording
+        self._last_ts: int | None = None
         self.stats = defaultdict(int)
 
     # -- input ----------------------------------------------------------------------------------------------
@@ -79,6 +84,7 @@ class CoinbaseNormalizer:
         """Normalize one received frame. ``where`` (e.g. ``file:line``) is quoted in quarantine records. A frame on
         a new connection id ends the previous connection (its L2 products get a disconnect gap)."""
         self.stats["frames"] += 1
+        self._last_ts = ts_recv_ns
         if conn != self._conn:
             if self._conn is not None:
                 self.connection_lost(ts_recv_ns, self._conn, f"new connection {conn}")
@@ -131,6 +137,14 @@ class CoinbaseNormalizer:
         if products:
             self._gap(ts_ns, conn, kind, -1, -1, detail, products)
 
+    def finish(self, ts_ns: int | None = None) -> None:
+        """End of the recording: every product recorded gets a ``GAP_STOP`` marker (default: at the last
+        frame's receive time, so live collection and ingest of its capture agree)."""
+        ts = self._last_ts if ts_ns is None else ts_ns
+        products = sorted(self._recorded)
+        if products and ts is not None:
+            self._gap(ts, -1 if self._conn is None else self._conn, GAP_STOP, -1, -1, "recording stopped", products)
+
     def l2_products(self, conn: int) -> list[str]:
         return sorted(self._l2_products.get(conn, ()))
 
@@ -169,8 +183,8 @@ class CoinbaseNormalizer:
         return True
 
     def _gap(self, ts, conn, kind, expected, got, detail, products) -> None:
-        for p in products:
-            self._l2[p].append((ts, ts, -1, L2_GAP, 0, 0, 0, FLAG_FRAME_END))
+        for p in products:  # a gap has no venue time: ts_exch_ns 0
+            self._l2[p].append((ts, 0, -1, L2_GAP, 0, 0, 0, FLAG_FRAME_END))
         self._gaps.append({"ts_recv_ns": ts, "conn": conn, "kind": kind, "expected_seq": expected,
                            "got_seq": got, "products": ",".join(products), "detail": detail, "source": self.source})
 
@@ -230,6 +244,9 @@ class CoinbaseNormalizer:
                 rows[-1] = last[:7] + (last[7] | FLAG_FRAME_END,)
             staged.append((product, rows, snap))
         for product, rows, snap in staged:
+            if product not in self._recorded:
+                self._recorded.add(product)
+                self._gap(ts, conn, GAP_START, seq, seq, "recording started", [product])
             self._l2_products[conn].add(product)
             self._l2[product].extend(rows)
             self.stats["l2_rows"] += len(rows)

@@ -60,6 +60,7 @@ def ingest_capture(path: str | os.PathLike, data_root: Path, *, exchange: str = 
             _write(norm, bronze, scales)
             if progress:
                 progress(n)
+    norm.finish()
     _write(norm, bronze, scales)
     return {"frames": n, "normalizer": dict(norm.stats),
             "bronze_rows": {k: v for k, v in bronze.rows_written.items() if v}}

@@ -10,10 +10,20 @@ ccxt's ``watch_order_book`` may merge several delta frames into one book update 
 * ccxt's book is a cross-check: at every flush its best bid/ask is compared with the book the bronze rows
   rebuild, and disagreements are counted.
 
-Faults: a sequence gap or a stale connection (no frame within ``stale_after_s``; the ``heartbeats`` channel
-sends one a second) closes the connection, which makes ccxt reconnect and resubscribe and the venue send fresh
+Faults: a sequence gap, a stale connection (no frame within ``stale_after_s``; the ``heartbeats`` channel
+sends one a second) or subscriptions the venue has not confirmed within ``subscribe_timeout_s`` (e.g. it answered
+with an error frame) make the collector *resync*: it drops the ccxt client, rejects ccxt's pending watches with a
+``NetworkError`` and closes the connection, so the watch loops reconnect and resubscribe and the venue sends fresh
 snapshots. Reconnects back off exponentially with full jitter. SIGINT/SIGTERM (or the duration ending) stop
 gracefully: ccxt is closed, the normalizer drained, bronze and the capture flushed.
+
+ccxt 4.5.90 raises ``ExchangeError`` from its message callback on a venue error frame (and a decode error on a
+frame that is not valid JSON); raised there, the exception ends ccxt's receive loop and no further frame is read
+on that connection. The tap therefore catches whatever ccxt's handler raises (the frame is already recorded and
+quarantined by the normalizer) and counts it in ``CollectorReport.ccxt_errors``.
+
+Connection ids (``conn`` in the capture, gaps and quarantine) are ``<process start, ms> * 1_000_000 + n``: unique
+across reconnects and across collector restarts, so one normalizer can ingest the captures of several runs.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from pathlib import Path
 
 import ccxt
 import ccxt.pro
+import orjson
 
 from collectors.bronze import BronzeWriter
 from collectors.capture import CaptureWriter
@@ -50,6 +61,7 @@ class CollectorConfig:
     bronze_flush_s: float = 30.0
     capture_flush_s: float = 0.2
     stale_after_s: float = 5.0
+    subscribe_timeout_s: float = 10.0  # a connection whose subscriptions are not all confirmed by then is resynced
     backoff_initial_s: float = 0.25
     backoff_max_s: float = 30.0
     stats_every_s: float = 1.0
@@ -66,6 +78,10 @@ class CollectorReport:
     resyncs: int = 0
     crosscheck_mismatches: int = 0
     crosschecks: int = 0
+    venue_errors: int = 0  # error frames the venue sent
+    ccxt_errors: int = 0  # exceptions ccxt raised while handling a frame (caught in the tap)
+    subscribe_timeouts: int = 0  # connections resynced because subscriptions were not confirmed in time
+    connections: int = 0
     normalizer: dict = field(default_factory=dict)
     bronze_rows: dict = field(default_factory=dict)
     capture_files: list[str] = field(default_factory=list)
@@ -89,21 +105,30 @@ class Backoff:
 
 
 class RecordingCoinbase(ccxt.pro.coinbase):
-    """``ccxt.pro.coinbase`` with a tap on every connection's text frames (called before ccxt decodes them)."""
+    """``ccxt.pro.coinbase`` with a tap on every connection's text frames (called before ccxt decodes them).
 
-    def __init__(self, config: dict, on_frame):
+    ``on_handler_error(client, exc)`` receives what ccxt's own handling of a frame raised; the exception is not
+    re-raised, so ccxt's receive loop goes on reading (see the module docstring)."""
+
+    def __init__(self, config: dict, on_frame, on_handler_error=None):
         super().__init__(config)
         self._on_frame = on_frame
+        self._on_handler_error = on_handler_error
 
     def client(self, url):
         client = super().client(url)
         if not getattr(client, "_l2lab_tapped", False):
             original = client.handle_text_or_binary_message
-            on_frame = self._on_frame
+            on_frame, on_error = self._on_frame, self._on_handler_error
 
             def tapped(data, _original=original, _client=client):
                 on_frame(_client, data.decode() if isinstance(data, (bytes, bytearray)) else data)
-                return _original(data)
+                try:
+                    return _original(data)
+                except Exception as exc:
+                    if on_error is None:
+                        raise
+                    on_error(_client, exc)
 
             client.handle_text_or_binary_message = tapped
             client._l2lab_tapped = True
@@ -125,10 +150,16 @@ class CoinbaseCollector:
         self.cfg = cfg
         self.report = CollectorReport()
         self._stop = asyncio.Event()
-        self._conn_ids: dict[int, int] = {}
+        self._conn_base = (time.time_ns() // 1_000_000) * 1_000_000
+        self._conns: list[tuple[object, int]] = []  # recent (connection object, conn id); objects kept alive
+        self._conn: int | None = None  # id of the connection frames arrive on now
+        self._conn_since = time.monotonic()
+        self._conn_gapped = False  # the current connection had a sequence gap
+        self._confirmed: dict[str, set[str]] = {}  # the current connection's confirmed subscriptions
         self._last_frame_mono = time.monotonic()
         self._gaps_seen = 0
         self._reconnect_requested = False
+        self._dropped_clients: list = []  # ccxt clients a resync closed (their late frames trigger nothing)
         self.exchange: RecordingCoinbase | None = None
         self.normalizer: CoinbaseNormalizer | None = None
 
@@ -136,14 +167,67 @@ class CoinbaseCollector:
     def _on_frame(self, client, text: str) -> None:
         ts = self.cfg.time_ns()
         self._last_frame_mono = time.monotonic()
-        conn = self._conn_ids.setdefault(id(client.connection), len(self._conn_ids))
+        conn = self._conn_id(client.connection)
         self.capture.write(ts, text, conn)
         self.normalizer.feed(ts, text, conn)
         self.report.frames += 1
+        if len(text) < 4096 and ('"subscriptions"' in text or '"error"' in text):
+            self._control_frame(text)
         gaps = self.normalizer.stats["gaps"]
         if gaps != self._gaps_seen:
             self._gaps_seen = gaps
-            self._request_resync("sequence gap")
+            if conn == self._conn and not any(c is client for c in self._dropped_clients):
+                self._conn_gapped = True
+                self._request_resync("sequence gap")
+
+    def _conn_id(self, connection) -> int:
+        for obj, cid in self._conns:
+            if obj is connection:
+                return cid
+        cid = self._conn_base + len(self._conns) if not self._conns else self._conns[-1][1] + 1
+        self._conns = (self._conns + [(connection, cid)])[-8:]
+        self._conn, self._conn_since, self._conn_gapped, self._confirmed = cid, time.monotonic(), False, {}
+        self.report.connections += 1
+        return cid
+
+    def _control_frame(self, text: str) -> None:
+        """Subscription confirmations (what the venue really subscribed) and venue error frames."""
+        try:
+            msg = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(msg, dict):
+            return
+        if msg.get("type") == "error":
+            self.report.venue_errors += 1
+            log.warning("venue error frame: %s", text)
+        elif msg.get("channel") == "subscriptions":
+            for ev in msg.get("events") or []:
+                subs = ev.get("subscriptions") if isinstance(ev, dict) else None
+                if isinstance(subs, dict):
+                    self._confirmed = {ch: set(ps or ()) for ch, ps in subs.items() if isinstance(ps, list)}
+
+    def _on_handler_error(self, client, exc: Exception) -> None:
+        self.report.ccxt_errors += 1
+        log.info("ccxt raised while handling a frame (frame kept in capture/quarantine): %s: %s",
+                 type(exc).__name__, exc)
+
+    @property
+    def subscriptions_confirmed(self) -> bool:
+        """The venue confirmed ``level2`` and ``market_trades`` for every product on the current connection."""
+        want = set(self.cfg.symbols)
+        return all(want <= self._confirmed.get(ch, set()) for ch in ("level2", "market_trades"))
+
+    @property
+    def synced(self) -> bool:
+        """The current connection is open, its subscriptions are confirmed, every product got a book snapshot on
+        it and no sequence gap happened since (so bronze rebuilds the venue's book), and no resync is pending."""
+        client = self.exchange.clients.get(self.exchange.urls["api"]["ws"]) if self.exchange else None
+        conn = getattr(client, "connection", None)
+        return (conn is not None and not conn.closed and self._conn is not None
+                and self._conns[-1][0] is conn and not self._conn_gapped and not self._reconnect_requested
+                and self.subscriptions_confirmed
+                and set(self.normalizer.l2_products(self._conn)) >= set(self.cfg.symbols))
 
     def _request_resync(self, why: str) -> None:
         if self._reconnect_requested:
@@ -154,10 +238,17 @@ class CoinbaseCollector:
         asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._reconnect()))
 
     async def _reconnect(self) -> None:
-        """Close the connection; ccxt rejects the pending watches, the loops reconnect and resubscribe."""
+        """Drop the ccxt client and close its connection; the watch loops reconnect and resubscribe.
+
+        The pending watches are *rejected* with a ``NetworkError`` first: ``client.close()`` alone cancels them, and
+        a cancelled watch would end the watch loop instead of reconnecting it."""
+        url = self.exchange.urls["api"]["ws"]
         try:
-            for client in list(self.exchange.clients.values()):
-                await client.close()
+            client = self.exchange.clients.pop(url, None)
+            if client is not None:
+                self._dropped_clients = (self._dropped_clients + [client])[-4:]
+                client.reject(ccxt.NetworkError("l2lab resync"))
+                await asyncio.wait_for(client.close(), 5.0)
         except Exception as exc:  # closing a dead socket may fail; the reconnect still happens
             log.debug("close during resync: %r", exc)
         finally:
@@ -171,17 +262,23 @@ class CoinbaseCollector:
                 await call()
                 backoff.reset()
             except asyncio.CancelledError:
-                raise
-            except (ccxt.NetworkError, ccxt.ExchangeError) as exc:
-                if self._stop.is_set():
-                    return
-                self.report.reconnects += 1
-                delay = backoff.next()
-                log.info("%s: %s; reconnecting in %.2f s", name, type(exc).__name__, delay)
-                try:
-                    await asyncio.wait_for(self._stop.wait(), delay)
-                except asyncio.TimeoutError:
-                    pass
+                task = asyncio.current_task()
+                if self._stop.is_set() or (task is not None and task.cancelling()):
+                    raise
+                exc = "cancelled"  # ccxt cancelled the pending future (its client was closed): reconnect
+            except Exception as exc_:  # ccxt.NetworkError, ccxt.ExchangeError, or anything ccxt raised
+                exc = type(exc_).__name__
+            else:
+                continue
+            if self._stop.is_set():
+                return
+            self.report.reconnects += 1
+            delay = backoff.next()
+            log.info("%s: %s; reconnecting in %.2f s", name, exc, delay)
+            try:
+                await asyncio.wait_for(self._stop.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
 
     async def _books(self) -> None:
         symbols = self.unified
@@ -197,8 +294,8 @@ class CoinbaseCollector:
         while not self._stop.is_set():
             client = self.exchange.clients.get(self.exchange.urls["api"]["ws"])
             conn = getattr(client, "connection", None) if client else None
-            if conn is not None and not conn.closed and id(conn) != sent_on:
-                sent_on = id(conn)
+            if conn is not None and not conn.closed and conn is not sent_on:
+                sent_on = conn
                 ids = [self.exchange.market(s)["id"] for s in self.unified]
                 try:
                     await client.send({"type": "subscribe", "product_ids": ids, "channel": "heartbeats"})
@@ -210,17 +307,20 @@ class CoinbaseCollector:
     async def _watchdog(self) -> None:
         while not self._stop.is_set():
             await asyncio.sleep(min(1.0, self.cfg.stale_after_s / 4))
-            if self.report.frames and time.monotonic() - self._last_frame_mono > self.cfg.stale_after_s:
+            now = time.monotonic()
+            if now - self._last_frame_mono > self.cfg.stale_after_s:
                 self.report.stale += 1
-                conn = self._current_conn_id()
-                if conn is not None:
-                    self.normalizer.mark_gap(self.cfg.time_ns(), conn, GAP_STALE,
+                if self._conn is not None:
+                    self.normalizer.mark_gap(self.cfg.time_ns(), self._conn, GAP_STALE,
                                              f"no frame for {self.cfg.stale_after_s:g} s")
-                self._last_frame_mono = time.monotonic()
+                self._last_frame_mono = now
                 self._request_resync("stale connection")
-
-    def _current_conn_id(self):
-        return max(self._conn_ids.values()) if self._conn_ids else None
+            elif (self._conn is not None and not self.subscriptions_confirmed and not self._reconnect_requested
+                  and now - self._conn_since > self.cfg.subscribe_timeout_s):
+                self.report.subscribe_timeouts += 1
+                self._conn_since = now
+                self._request_resync(f"subscriptions not confirmed within {self.cfg.subscribe_timeout_s:g} s "
+                                     f"(confirmed: {sorted((k, sorted(v)) for k, v in self._confirmed.items())})")
 
     async def _flusher(self) -> None:
         while not self._stop.is_set():
@@ -287,7 +387,7 @@ class CoinbaseCollector:
         config = {"enableRateLimit": True, "newUpdates": True}
         if cfg.ws_url:
             config["urls"] = {"api": {"ws": cfg.ws_url}}
-        self.exchange = RecordingCoinbase(config, self._on_frame)
+        self.exchange = RecordingCoinbase(config, self._on_frame, self._on_handler_error)
         if cfg.ws_url:
             self.exchange.urls["api"]["ws"] = cfg.ws_url
         if cfg.markets is not None:
@@ -305,6 +405,7 @@ class CoinbaseCollector:
         write_products(self.capture.root, self.scales)
         self.bronze = BronzeWriter(cfg.data_root / "bronze", cfg.exchange)
         self._shadow = {}
+        self._last_frame_mono = time.monotonic()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
@@ -327,9 +428,10 @@ class CoinbaseCollector:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             try:
-                await self.exchange.close()
+                await asyncio.wait_for(self.exchange.close(), 10.0)
             except Exception as exc:
                 log.debug("close: %r", exc)
+            self.normalizer.finish()  # GAP_STOP at the last frame's receive time (ingest does the same)
             self.flush()
             self.capture.close()
             for sig in (signal.SIGINT, signal.SIGTERM):

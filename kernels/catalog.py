@@ -22,6 +22,7 @@ Tables (what a row is):
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass, field
 
 TABLES = ("book", "cross_asset", "hourly", "cross_sectional")
@@ -121,7 +122,37 @@ def register(sub) -> None:
     lst.add_argument("--family", help="only this family")
     lst.add_argument("--labels", action="store_true", help="list the labels instead")
     lst.set_defaults(func=run_list)
+    b = fsub.add_parser("build", help="bronze -> silver book features (and labels) on clock grids, resumable")
+    b.add_argument("--exchange", default="coinbase")
+    b.add_argument("--symbols", help="comma-separated (default: every symbol in bronze)")
+    b.add_argument("--grids-ms", default="100,1000", help="clock grid steps in ms (default 100,1000)")
+    b.add_argument("--rebuild", action="store_true", help="forget saved state and outputs, build from scratch")
+    b.set_defaults(func=run_build)
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
+
+
+def run_build(args) -> int:
+    import json
+    import shutil
+
+    from kernels.pipeline import FeatureBuilder
+    from l2lab.settings import Settings
+
+    settings = Settings.load(args.data_root)
+    grids = tuple(int(g) for g in args.grids_ms.split(","))
+    if args.rebuild:
+        shutil.rmtree(settings.data_root / "silver", ignore_errors=True)
+    builder = FeatureBuilder(settings.data_root, args.exchange, grids,
+                             progress=lambda sym, key: print(f"\r  {sym} {key}", end="", flush=True))
+    symbols = [s.strip() for s in args.symbols.split(",")] if args.symbols else None
+    report = builder.build(symbols)
+    print()
+    if importlib.util.find_spec("kernels.labels") is not None:
+        from kernels.pipeline import build_labels
+
+        report["labels"] = build_labels(settings.data_root, args.exchange, grids)
+    print(json.dumps(report, indent=2))
+    return 0
 
 
 def run_list(args) -> int:

@@ -17,7 +17,8 @@ L2 stream
     One row per level change, in receive order. A snapshot is a run of ``L2_SNAPSHOT`` rows whose first row
     carries ``FLAG_BOOK_RESET`` (the book is cleared before it is applied). ``FLAG_FRAME_END`` marks the last row
     of a venue frame: the book is consistent only after it. ``L2_GAP`` rows (no price) mark lost data (sequence
-    gap, disconnect, staleness): the book is invalid from there until the next snapshot completes.
+    gap, disconnect, staleness, and the start and end of every recording): the book is invalid from there until
+    the next snapshot completes.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ GAP_SEQUENCE = 0  # sequence_num jumped
 GAP_DISCONNECT = 1  # connection lost
 GAP_STALE = 2  # no frame or heartbeat within the staleness limit
 GAP_RESYNC = 3  # a fresh snapshot restored the book
+GAP_START = 4  # recording started: nothing is known about the book before this row
+GAP_STOP = 5  # recording stopped: nothing is known after this row
 
 
 def to_float(mantissa: np.ndarray, exp: int) -> np.ndarray:

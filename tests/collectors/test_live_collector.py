@@ -11,6 +11,7 @@ from collectors.capture import capture_files, read_capture
 from collectors.ingest import ingest_capture
 from collectors.live import CoinbaseCollector, CollectorConfig
 from collectors.shadow_book import ShadowBook
+from l2lab.schema import L2_GAP
 from loopback.clients import coinbase_markets
 from loopback.server import LoopbackExchange
 
@@ -53,8 +54,11 @@ async def collect_manual(data_root, seconds, seed=3, step=5.0):
 
 
 def bronze_book(root, symbol):
+    """The book from bronze rows, up to (not including) the recording's final GAP_STOP marker."""
     t = read_dataset(root / "bronze", "l2_events", symbol=symbol)
     rows = {n: t.column(n).to_numpy() for n in ("kind", "side", "price", "size", "flags")}
+    assert rows["kind"][0] == L2_GAP and rows["kind"][-1] == L2_GAP  # recording start and stop markers
+    rows = {n: v[:-1] for n, v in rows.items()}
     book = ShadowBook()
     book.apply(rows)
     return book

@@ -28,7 +28,8 @@ def test_report_counts_gaps_crossed_duplicates_and_quarantine(tmp_path, capsys):
     rep = quality_report(tmp_path)
     row = rep.iloc[0].to_dict()
     # the book stays crossed (bid 102 > ask 101) after the crossing frame, the gap marker and the last update
-    assert row["snapshots"] == 1 and row["gaps"] == 1 and row["crossed_frames"] == 3
+    # gaps: the recording's start marker and the sequence gap
+    assert row["snapshots"] == 1 and row["gaps"] == 2 and row["crossed_frames"] == 3
     assert row["quarantined"] == 2 and row["duplicate_frames"] == 1 and row["malformed"] == 1
     assert main(["--data-root", str(tmp_path), "quality", "--csv"]) == 0
     assert capsys.readouterr().out.startswith("symbol,date,hour,frames")
