@@ -49,12 +49,27 @@ def bronze_views(data_root: Path) -> dict[str, str]:
     return views
 
 
+def derived_views(data_root: Path) -> dict[str, str]:
+    """``silver_<dataset>`` and ``gold_<dataset>`` for every dataset folder that has Parquet files."""
+    views = {}
+    for layer in ("silver", "gold"):
+        base = data_root / layer
+        for d in sorted(base.iterdir()) if base.exists() else []:
+            if d.name.startswith("_") or not d.is_dir() or not any(d.rglob("*.parquet")):
+                continue
+            glob = str(d / "**" / "*.parquet").replace("'", "''")
+            views[f"{layer}_{d.name}"] = (f"SELECT * FROM read_parquet('{glob}', hive_partitioning=true, "
+                                          f"hive_types_autocast=false, union_by_name=true)")
+    return views
+
+
 def connect(settings: Settings | None = None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open the warehouse file under the data root and refresh every view."""
     settings = settings or Settings.load()
     settings.data_root.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(settings.warehouse_path))
-    for name, sql in bronze_views(settings.data_root).items():
+    views = {**bronze_views(settings.data_root), **derived_views(settings.data_root)}
+    for name, sql in views.items():
         con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
     return con
 
@@ -62,7 +77,8 @@ def connect(settings: Settings | None = None, read_only: bool = False) -> duckdb
 def register(sub) -> None:
     p = sub.add_parser("sql", help="run a SQL query against the DuckDB warehouse",
                        description="Views: bronze_l2_events, bronze_trades, bronze_ohlcv_1m, bronze_funding, "
-                                   "bronze_gaps, bronze_quarantine, bronze_venue_gaps (later layers add theirs).")
+                                   "bronze_gaps, bronze_quarantine, bronze_venue_gaps, and silver_<dataset> / "
+                                   "gold_<dataset> for every built dataset (e.g. silver_book_features_100ms).")
     p.add_argument("query", help='e.g. "SELECT symbol, count(*) FROM bronze_trades GROUP BY 1"')
     p.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     p.set_defaults(func=run_sql)

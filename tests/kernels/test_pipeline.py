@@ -77,3 +77,14 @@ def test_resume_after_interruption_gives_identical_silver(bronze_root, tmp_path)
     rep = FeatureBuilder(part, grids_ms=(1000,)).build(["ETH-USD"])
     assert rep["skipped"] == 1 and rep["partitions"] == 1
     assert silver(part, "1s", "ETH-USD").equals(silver(full, "1s", "ETH-USD"))
+
+
+def test_warehouse_views_over_silver(bronze_root, monkeypatch):
+    from l2lab.settings import Settings
+    from l2lab.warehouse import connect
+
+    FeatureBuilder(bronze_root, grids_ms=(1000,)).build(["SOL-USD"])
+    con = connect(Settings.load(bronze_root))
+    n, valid = con.sql("SELECT count(*), sum(valid::int) FROM silver_book_features_1s WHERE symbol = 'SOL-USD'").fetchone()
+    assert n > 200 and 0 < valid <= n
+    con.close()
