@@ -6,7 +6,8 @@
 3. Backfill 1-min candles and funding for the whole perpetuals universe with unmodified ccxt ``binanceusdm``.
 4. Write the planted truth of the served session beside the data (the simulator is deterministic: the same seed
    and duration regenerate exactly what was served).
-5. Summarize from the DuckDB warehouse.
+5. Build the features (silver, 100 ms and 1 s grids) from bronze with the numba kernels.
+6. Summarize from the DuckDB warehouse.
 """
 
 from __future__ import annotations
@@ -84,31 +85,38 @@ def run(args) -> int:
     symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
     t_start = time.perf_counter()
     print(f"l2lab demo: data root {settings.data_root}")
-    print(f"[1/5] loopback exchange: simulator seed {args.seed}, {args.speed:g}x real time")
+    print(f"[1/6] loopback exchange: simulator seed {args.seed}, {args.speed:g}x real time")
     proc, urls = start_exchange(args.seed, args.speed, ",".join(symbols), settings.data_root)
     try:
         print(f"      WebSocket {urls['ws_url']}   REST {urls['rest_url']}")
         cfg = load_config(symbols=symbols, overrides={"seed": args.seed})
         products = MarketSimulator(cfg, record_latent=False).products
-        print(f"[2/5] collecting {', '.join(symbols)} for {args.duration:g} s through ccxt.pro "
+        print(f"[2/6] collecting {', '.join(symbols)} for {args.duration:g} s through ccxt.pro "
               f"({args.duration * args.speed:g} simulated seconds)")
         col = CollectorConfig(symbols=symbols, data_root=settings.data_root, ws_url=urls["ws_url"],
                               markets=coinbase_markets(products), duration_s=args.duration,
                               bronze_flush_s=5.0, progress=True)
         col.time_ns = venue_time_source(urls["clock_url"])
         report = asyncio.run(CoinbaseCollector(col).run())
-        print(f"[3/5] backfilling {args.perp_days:g} days of 1-min OHLCV and funding for every listed perp "
+        print(f"[3/6] backfilling {args.perp_days:g} days of 1-min OHLCV and funding for every listed perp "
               f"(ccxt binanceusdm over REST)")
         perps = backfill_perps(urls["rest_url"], settings.data_root, args.perp_days)
     finally:
         stop_exchange(proc)
     served_s = args.duration * args.speed
-    print(f"[4/5] planted truth of the served session -> {settings.sim_dir / args.name}")
+    print(f"[4/6] planted truth of the served session -> {settings.sim_dir / args.name}")
     generate_l2(settings.sim_dir / args.name, cfg, served_s)
     generate_perps(settings.sim_dir / args.name, cfg)
     truth = json.loads((settings.sim_dir / args.name / "l2" / "truth.json").read_text())
 
-    print("[5/5] summary (DuckDB warehouse)")
+    from kernels import catalog
+    from kernels.pipeline import FeatureBuilder
+
+    n_features = len([s for s in catalog.features() if s.table == "book"])
+    print(f"[5/6] features: {n_features} book features on 100 ms and 1 s grids -> silver")
+    fb = FeatureBuilder(settings.data_root).build()
+
+    print("[6/6] summary (DuckDB warehouse)")
     con = connect(settings)
     rows = con.sql("""
         SELECT symbol, count(*) AS l2_rows, count(*) FILTER (WHERE kind = 3) AS gap_rows,
@@ -125,6 +133,8 @@ def run(args) -> int:
     print(f"      frames {report.frames:,} ({frames_per_s:,.0f}/s, {l2_per_s:,.0f} level changes/s over all symbols = "
           f"{l2_per_s / 1286:.1f}x BTC-USD's real rate); gaps {report.normalizer.get('gaps', 0)}; "
           f"quarantined {quarantined}; reconnects {report.reconnects}")
+    print(f"      silver: {fb['rows']['100ms']:,} rows at 100 ms, {fb['rows']['1s']:,} at 1 s "
+          f"({fb['partitions']} partitions, {fb['wall_s']:.1f} s)")
     print(f"      ccxt book cross-check: {report.crosschecks - report.crosscheck_mismatches}/{report.crosschecks} agree")
     print(f"      perps: {perps['listed']} linear perps listed ({perps['trading']} trading); "
           f"{perps['rows']['ohlcv_1m']:,} 1-min bars and {perps['rows']['funding']:,} funding events in "
