@@ -306,7 +306,7 @@ class CoinbaseCollector:
 
     async def _watchdog(self) -> None:
         while not self._stop.is_set():
-            await asyncio.sleep(min(1.0, self.cfg.stale_after_s / 4))
+            await asyncio.sleep(min(1.0, self.cfg.stale_after_s / 4, self.cfg.subscribe_timeout_s / 2))
             now = time.monotonic()
             if now - self._last_frame_mono > self.cfg.stale_after_s:
                 self.report.stale += 1
