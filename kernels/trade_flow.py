@@ -11,6 +11,8 @@ one-sided. Ratios with an empty denominator (no trades in the window) are NaN.
 Features (W in seconds)
     * ``tf_signed_volume``                 B_i - S_i (1 row)
     * ``tf_signed_volume_{W}s``            sum (B - S);  ``tf_volume_{W}s`` sum (B + S)
+    * ``tf_signed_count_{W}s``             sum (n^B - n^S): signed trade count (every trade weighs the same, so
+      a few large trades, e.g. pick-offs of stale quotes, cannot dominate it)
     * ``tf_imbalance_{W}s``                sum (B - S) / sum (B + S)      (Chordia & Subrahmanyam 2004)
     * ``tf_count_imbalance_{W}s``          sum (n^B - n^S) / sum (n^B + n^S)
     * ``tf_trade_rate_10s``                sum (n^B + n^S) / 10 s
@@ -57,6 +59,8 @@ for _w in WINDOWS_S:
               params={"window_s": _w}),
         _spec(f"tf_imbalance_{_w}s", "1", f"{_w} s", f"(buy - sell) / (buy + sell) volume over (t - {_w} s, t]", CS,
               {"window_s": _w}),
+        _spec(f"tf_signed_count_{_w}s", "trades", f"{_w} s", f"taker buys - taker sells (count) over (t - {_w} s, t]",
+              CS, {"window_s": _w}),
     ]
 FEATURES += [
     _spec(f"tf_count_imbalance_{w}s", "1", f"{w} s", f"(buys - sells) / (buys + sells) trade counts over {w} s", CS,
@@ -110,6 +114,7 @@ def compute(f: MarketFrame, state: dict | None = None) -> dict[str, np.ndarray]:
         out[f"tf_signed_volume_{w}s"] = s[:, C_BUY] - s[:, C_SELL]
         out[f"tf_volume_{w}s"] = s[:, C_BUY] + s[:, C_SELL]
         out[f"tf_imbalance_{w}s"] = _ratio(s[:, C_BUY] - s[:, C_SELL], s[:, C_BUY] + s[:, C_SELL])
+        out[f"tf_signed_count_{w}s"] = s[:, C_NBUY] - s[:, C_NSELL]
     for w in COUNT_WINDOWS_S:
         s = sums[w]
         out[f"tf_count_imbalance_{w}s"] = _ratio(s[:, C_NBUY] - s[:, C_NSELL], s[:, C_NBUY] + s[:, C_NSELL])
