@@ -30,6 +30,10 @@ C_i close, s_i ``h_rv``.
 * ``xs_mom_{k}h`` for k = 1, 24, 168: ln(C_i(H) / C_i(H - k h)), NaN if either row is missing
 * ``xs_vol_regime_168h`` = s_i(H) / sqrt(mean of s_i^2 over its rows at H - 168 h .. H - 1 h) (>= 84 rows)
 * ``xs_coverage``: share of listed symbols with a row at H (the filter's input)
+
+Partitions: every value of hour H is a function of the rows of hours H - 168 h .. H only (window sums are taken
+per window, not as differences of running totals), so a partition computed with the previous 168 hours of rows
+prepended gives the same values as one batch; drop the prepended rows' outputs.
 """
 
 from __future__ import annotations
