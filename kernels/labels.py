@@ -19,8 +19,9 @@ empty): m = (b_0 + a_0)/2, the mid; mp = (a_0 q^b_0 + b_0 q^a_0) / (q^b_0 + q^a_
   30, 300 s: trailing volatility sigma_i = sqrt(sum r_j^2) over the mid log returns in (t_i - 60 s, t_i] (r_j =
   ln(m_j / m_{j-1}) when rows j-1 and j both have a mid; the same quantity as the feature ``rv_mid_60s``), NaN
   until the data hold the whole 60 s. Barrier b_i = ``tb_k`` x sigma_i x sqrt(T / 60 s) (k = 2: two trailing
-  standard deviations scaled to the horizon). Walking j = i+1 .. j(i, T) over rows with a mid, x_j =
-  ln(m_j / m_i): ``label_tb_{T}s`` = +1 if x_j >= b_i first, -1 if x_j <= -b_i first, 0 if neither by
+  standard deviations scaled to the horizon). Walking j = i+1 .. j(i, T) over rows with a mid, with the barriers
+  in price (x_j = ln(m_j / m_i) >= b_i  <=>  m_j >= m_i e^{b_i}, compared in price to avoid a log per row):
+  ``label_tb_{T}s`` = +1 if m_j >= m_i e^{b_i} first, -1 if m_j <= m_i e^{-b_i} first, 0 if neither by
   j(i, T) (the vertical barrier); ``label_tb_hit_s_{T}s`` = t_j - t_i in seconds at the hit (at j(i, T) for 0);
   ``fwd_tb_ret_{T}s`` = x at the hit (at the last row with a mid up to j(i, T) for 0). NaN when sigma_i is NaN
   or 0 (no scale), when m_i is NaN, or when the data end before t_i + T.
@@ -116,43 +117,95 @@ def one_step_returns(mid, out):
         out[j] = math.log(b / a) if (not math.isnan(a) and not math.isnan(b)) else np.nan
 
 
+BLOCK_ROWS = 64  # block length (grid steps) of the partial sums behind window sums
+
+
 @njit(cache=True)
-def forward_rv(mid, r, jh, out):
-    """fwd_rv_i = sqrt(sum_{j = i+1..jh_i} r_j^2), summed in row order; NaN when jh_i = n (beyond the data),
-    m_i is NaN or no r_j is defined. Forward reach: h."""
+def blocks(t_ns, r, blk_ns):
+    """Partial sums of r^2 (NaN skipped) over blocks of rows aligned on absolute time, t // blk_ns, in row
+    order: (block of each row, first row, last row, sum, count) per block. Because blocks are fixed in absolute
+    time, a window sum assembled from them is the same float whatever row the frame starts at."""
+    n = t_ns.shape[0]
+    kb = np.empty(n, np.int64)
+    bs = np.empty(n, np.int64)
+    be = np.empty(n, np.int64)
+    bsum = np.zeros(n)
+    bcnt = np.zeros(n, np.int64)
+    k = -1
+    prev = np.int64(-1)
+    for j in range(n):
+        b = t_ns[j] // blk_ns
+        if k < 0 or b != prev:
+            k += 1
+            bs[k] = j
+            prev = b
+        be[k] = j
+        kb[j] = k
+        if not math.isnan(r[j]):
+            bsum[k] += r[j] * r[j]
+            bcnt[k] += 1
+    return kb, bs, be, bsum, bcnt
+
+
+@njit(cache=True)
+def range_sum_sq(lo, hi, r, kb, bs, be, bsum, bcnt):
+    """(sum r_j^2, count) over rows lo..hi (NaN skipped): the rows of the first and last block directly, the
+    whole blocks between from their partial sums, in row order."""
+    s = 0.0
+    c = 0
+    if lo > hi:
+        return s, c
+    ka, kz = kb[lo], kb[hi]
+    if kz - ka <= 1:
+        for j in range(lo, hi + 1):
+            if not math.isnan(r[j]):
+                s += r[j] * r[j]
+                c += 1
+        return s, c
+    for j in range(lo, be[ka] + 1):
+        if not math.isnan(r[j]):
+            s += r[j] * r[j]
+            c += 1
+    for k in range(ka + 1, kz):
+        s += bsum[k]
+        c += bcnt[k]
+    for j in range(bs[kz], hi + 1):
+        if not math.isnan(r[j]):
+            s += r[j] * r[j]
+            c += 1
+    return s, c
+
+
+@njit(cache=True)
+def forward_rv(t_ns, mid, r, jh, blk_ns, out):
+    """fwd_rv_i = sqrt(sum_{j = i+1..jh_i} r_j^2); NaN when jh_i = n (beyond the data), m_i is NaN or no r_j is
+    defined. Forward reach: h."""
     n = mid.shape[0]
+    kb, bs, be, bsum, bcnt = blocks(t_ns, r, blk_ns)
     for i in range(n):
         out[i] = np.nan
         if jh[i] >= n or math.isnan(mid[i]):
             continue
-        s = 0.0
-        c = 0
-        for j in range(i + 1, jh[i] + 1):
-            if not math.isnan(r[j]):
-                s += r[j] * r[j]
-                c += 1
+        s, c = range_sum_sq(i + 1, jh[i], r, kb, bs, be, bsum, bcnt)
         if c > 0:
             out[i] = math.sqrt(s)
 
 
 @njit(cache=True)
-def trailing_rv(t_ns, r, window_ns, out):
+def trailing_rv(t_ns, r, window_ns, blk_ns, out):
     """sigma_i = sqrt(sum r_j^2) over rows with t_i - window < t_j <= t_i; NaN until t_0 <= t_i - window (the
     whole window, and the base row of its first return, are in the data) or when no r_j is defined.
     Window: ``window_ns`` back. Forward reach: 0."""
     n = t_ns.shape[0]
+    kb, bs, be, bsum, bcnt = blocks(t_ns, r, blk_ns)
+    lo = 0
     for i in range(n):
         out[i] = np.nan
-        if n == 0 or t_ns[0] > t_ns[i] - window_ns:
+        while t_ns[lo] <= t_ns[i] - window_ns:
+            lo += 1
+        if t_ns[0] > t_ns[i] - window_ns:
             continue
-        s = 0.0
-        c = 0
-        j = i
-        while j >= 0 and t_ns[j] > t_ns[i] - window_ns:
-            if not math.isnan(r[j]):
-                s += r[j] * r[j]
-                c += 1
-            j -= 1
+        s, c = range_sum_sq(lo, i, r, kb, bs, be, bsum, bcnt)
         if c > 0:
             out[i] = math.sqrt(s)
 
@@ -160,7 +213,7 @@ def trailing_rv(t_ns, r, window_ns, out):
 @njit(cache=True)
 def triple_barrier(t_ns, mid, sigma, scale, jT, lab, hit_s, ret):
     """Triple-barrier label (Lopez de Prado 2018, ch. 3): barrier b_i = scale x sigma_i; walk j = i+1..jT_i over
-    rows with a mid, x = ln(m_j / m_i); +1 at the first x >= b, -1 at the first x <= -b, else 0 at jT_i (hit
+    rows with a mid: +1 at the first m_j >= m_i e^b, -1 at the first m_j <= m_i e^-b, else 0 at jT_i (hit
     time t_{jT} - t_i, return at the last mid up to jT). NaN if jT_i = n, m_i or sigma_i is NaN, or sigma_i = 0.
     Window: the trailing sigma (past) and T ahead. Forward reach: T."""
     n = mid.shape[0]
@@ -173,24 +226,25 @@ def triple_barrier(t_ns, mid, sigma, scale, jT, lab, hit_s, ret):
         if jT[i] >= n or math.isnan(m0) or math.isnan(sg) or not sg > 0.0:
             continue
         b = scale * sg
+        up = m0 * math.exp(b)  # the barriers in price: x >= b  <=>  m >= m0 e^b (compared without a log per row)
+        dn = m0 * math.exp(-b)
         last = np.nan
         done = False
         for j in range(i + 1, jT[i] + 1):
             m = mid[j]
             if math.isnan(m):
                 continue
-            x = math.log(m / m0)
-            last = x
-            if x >= b or x <= -b:
-                lab[i] = 1.0 if x >= b else -1.0
+            last = m
+            if m >= up or m <= dn:
+                lab[i] = 1.0 if m >= up else -1.0
                 hit_s[i] = (t_ns[j] - t_ns[i]) / 1e9
-                ret[i] = x
+                ret[i] = math.log(m / m0)
                 done = True
                 break
         if not done:
             lab[i] = 0.0
             hit_s[i] = (t_ns[jT[i]] - t_ns[i]) / 1e9
-            ret[i] = last
+            ret[i] = math.log(last / m0) if not math.isnan(last) else np.nan
 
 
 def fit_regime_thresholds(train_forward_rv: np.ndarray, quantiles=REGIME_QUANTILES) -> np.ndarray:
@@ -245,12 +299,13 @@ def compute_labels(f: MarketFrame, *, dead_zone_spreads: float = DEAD_ZONE_SPREA
         out[f"label_dir_mid_{h}s"] = np.where(np.isnan(rm), np.nan, (rm > 0).astype(np.float64))
         three = np.where(rm > dz, 1.0, np.where(rm < -dz, -1.0, 0.0))
         out[f"label_3c_mid_{h}s"] = np.where(np.isnan(rm) | np.isnan(dz), np.nan, three)
+    blk = np.int64(BLOCK_ROWS * int(f.step_ns))
     r = np.empty(n)
     if n:
         one_step_returns(mid, r)
     if trailing_sigma is None:
         sigma = np.empty(n)
-        trailing_rv(t, r, np.int64(TB_VOL_WINDOW_S * S), sigma)
+        trailing_rv(t, r, np.int64(TB_VOL_WINDOW_S * S), blk, sigma)
     else:
         sigma = np.ascontiguousarray(trailing_sigma, dtype=np.float64)
     for T in TB_LIMITS_S:
@@ -259,7 +314,7 @@ def compute_labels(f: MarketFrame, *, dead_zone_spreads: float = DEAD_ZONE_SPREA
         out[f"label_tb_{T}s"], out[f"label_tb_hit_s_{T}s"], out[f"fwd_tb_ret_{T}s"] = lab, hit, ret
     for h in RV_HORIZONS_S:
         rv = np.empty(n)
-        forward_rv(mid, r, ahead_index(t, h * S), rv)
+        forward_rv(t, mid, r, ahead_index(t, h * S), blk, rv)
         out[f"fwd_rv_{h}s"] = rv
         if regime_thresholds is not None and h in regime_thresholds:
             out[f"label_vol_regime_{h}s"] = apply_regime_thresholds(rv, regime_thresholds[h])

@@ -292,14 +292,21 @@ def technical_kernel(mid, sf, si, mids, rets, out):
                     vx += dx * dx
                     vy += dy * dy
                 out[i, C_AC] = c / math.sqrt(vx * vy)
+            k = 5  # ceil(0.05 * 100): the 5 smallest, ascending, by insertion (no full sort)
+            for j in range(k):
+                tmp2[j] = np.inf
             for j in range(100):
-                tmp2[j] = tmp[j]
-            srt = np.sort(tmp2[:100])
-            k = 5
-            out[i, C_VAR] = -srt[k - 1]
+                v = tmp[j]
+                if v < tmp2[k - 1]:
+                    p = k - 1
+                    while p > 0 and tmp2[p - 1] > v:
+                        tmp2[p] = tmp2[p - 1]
+                        p -= 1
+                    tmp2[p] = v
+            out[i, C_VAR] = -tmp2[k - 1]
             s = 0.0
             for j in range(k):
-                s += srt[j]
+                s += tmp2[j]
             out[i, C_CVAR] = -s / k
 
 

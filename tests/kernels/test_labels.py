@@ -70,7 +70,7 @@ def reference(f, thresholds=None, dead_zone_bps=None) -> dict:
                     continue
                 x = math.log(mid[j] / mid[i])
                 last = x
-                if abs(x) >= b:
+                if mid[j] >= mid[i] * math.exp(b) or mid[j] <= mid[i] * math.exp(-b):
                     lab, hit, x_at = (1.0 if x > 0 else -1.0), (f.t_ns[j] - f.t_ns[i]) / 1e9, x
                     break
             out[f"label_tb_{T}s"][i], out[f"label_tb_hit_s_{T}s"][i] = lab, hit
@@ -241,7 +241,7 @@ def test_trailing_sigma_equals_the_rolling_feature():
     mid = L.prices(f)[0]
     L.one_step_returns(mid, r)
     sig = np.empty(f.n)
-    L.trailing_rv(f.t_ns, r, np.int64(60 * S), sig)
+    L.trailing_rv(f.t_ns, r, np.int64(60 * S), np.int64(L.BLOCK_ROWS * S), sig)
     feat = R.compute(f)["rv_mid_60s"]
     assert_close(sig[60:], feat[60:], "trailing sigma vs rv_mid_60s", rel=1e-9)
     assert np.all(np.isnan(sig[:60]))
@@ -287,9 +287,11 @@ def test_labels_of_a_slice_equal_the_whole():
     wherever the slice holds the label's whole window (60 s back for the triple barrier)."""
     f = random_frame(900, depth=5, seed=11, adversarial=True, step_ns=S)
     whole = L.compute_labels(f)
-    part = L.compute_labels(f.take(slice(200, 900)))
-    for name, v in part.items():
-        np.testing.assert_array_equal(v[60:], whole[name][260:], err_msg=name)
+    aligned = int(np.flatnonzero(f.t_ns % (L.BLOCK_ROWS * S) == 0)[1])  # a cut on a partial-sum block boundary
+    for cut in (200, 201, aligned, aligned + 1, aligned - 1):
+        part = L.compute_labels(f.take(slice(cut, 900)))
+        for name, v in part.items():
+            np.testing.assert_array_equal(v[60:], whole[name][cut + 60:], err_msg=f"{name} cut at {cut}")
 
 
 def test_empty_and_degenerate_frames():
