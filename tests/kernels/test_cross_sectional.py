@@ -173,3 +173,14 @@ def test_planted_funding_pressure_effect_is_visible():
     # the planted venue outages (3 to 90 min) cut hours short for every symbol but never empty a whole hour, so
     # every hour keeps its cross-section; the cut hours' rows say so in their coverage
     assert xs.xs_coverage.min() >= 0.5 and (panel.h_coverage < 1).sum() >= 3 * 20
+
+
+def test_a_partition_with_168_hours_of_warm_up_equals_the_batch():
+    panel = random_panel(4)
+    base = compute_cross_sectional(panel).set_index(["symbol", "hour_start_ns"]).sort_index()
+    for c in (170, 300):
+        start = H0 + c * HOUR_NS
+        part = panel[panel.hour_start_ns >= start - 168 * HOUR_NS]
+        out = compute_cross_sectional(part).set_index(["symbol", "hour_start_ns"]).sort_index()
+        keep = base.index.get_level_values(1) >= start
+        pd.testing.assert_frame_equal(out[out.index.get_level_values(1) >= start], base[keep])
