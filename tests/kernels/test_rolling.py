@@ -183,3 +183,21 @@ def test_rows_and_chunks_equal_batch_where_windows_are_full():
         assert np.isfinite(batch[name]).sum() > 100, name
         np.testing.assert_array_equal(np.concatenate([r[name] for r in rows]), batch[name], err_msg=name)
         np.testing.assert_array_equal(np.concatenate([c[name] for c in chunks]), batch[name], err_msg=name)
+
+
+def test_no_feature_reads_the_future_with_full_windows():
+    """The catalog's leakage test runs on a 100 ms grid where the 300 s windows never fill; repeat it where they do."""
+    f = random_frame(400, depth=5, seed=10, adversarial=True, step_ns=2_000_000_000)
+    base = R.compute(f)
+    rng = np.random.default_rng(11)
+    for t in (160, 310, 398):
+        g = f.take(slice(None))
+        later = slice(t + 1, None)
+        g.bid_px[later] *= 1 + rng.normal(0, 0.01, g.bid_px[later].shape)
+        g.book_rows[later] += 5
+        g.buy_count[later] += 3
+        g.valid[later] = rng.random(g.valid[later].shape) < 0.7
+        out = R.compute(g)
+        for name in base:
+            assert np.isfinite(base[name][: t + 1]).any(), name
+            np.testing.assert_array_equal(out[name][: t + 1], base[name][: t + 1], err_msg=f"{name} at {t}")
