@@ -351,6 +351,8 @@ class CoinbaseCollector:
 
     # -- bronze ---------------------------------------------------------------------------------------------
     def flush(self) -> None:
+        # the frames first: bronze must never hold rows whose frames a crash could still take from the capture
+        self.capture.flush()
         batch = self.normalizer.drain()
         for product, rows in batch.l2.items():
             s = self.scales[product]
@@ -361,7 +363,6 @@ class CoinbaseCollector:
             self.bronze.write_events("trades", product, rows, s.price_exp, s.size_exp)
         self.bronze.write_records("gaps", batch.gaps)
         self.bronze.write_records("quarantine", batch.quarantine)
-        self.capture.flush()
 
     def _crosscheck(self, product: str, rows) -> None:
         """Compare ccxt's best bid/ask with the best levels of our own replay of the bronze rows."""
