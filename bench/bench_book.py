@@ -32,6 +32,7 @@ from l2lab.schema import FLAG_BOOK_RESET, FLAG_FRAME_END, L2_DELETE, L2_EVENT_DT
 
 N_CHANGES = 10_000_000
 PARTITION = 1_000_000
+SIM_PARTITION = 250_000  # ~1 change per message here: 250k top-20 samples of 640 B each per partition
 BASELINE_CHANGES = 1_000_000
 SIM_SECONDS = 1200
 MID0 = 10_000_000  # ticks (BTC at 100,000.00 with a 0.01 tick)
@@ -193,6 +194,15 @@ def run_sorteddict(messages) -> int:
     return acc
 
 
+def _version(dist: str):
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def load_order_book():
     """The ``order-book`` C package, pip-installed into a temporary directory (never into the venv)."""
     try:
@@ -252,7 +262,6 @@ def bench_synthetic(results: dict, order_book) -> None:
     full = BookRebuilder(1)
     best_t = full_t = 0.0
     n = 0
-    checks = []
     prefix = None
     for part in range(N_CHANGES // PARTITION):
         ev = gen.partition(PARTITION)
@@ -262,18 +271,19 @@ def bench_synthetic(results: dict, order_book) -> None:
             prefix = ev[:cut]
         dt, acc = timed(run_numba, best, ev)
         best_t += dt
-        checks.append(acc)
         dt, out = timed(full.process, ev)
         full_t += dt
         n += len(ev)
-    full.flush(int(ev["ts_recv_ns"][-1]))
+        del out, ev  # a pipeline writes each partition's samples out and drops them
+    full.flush(gen.t)
     rss_numba = peak_rss_mb()
     frames = full.stats["frames"]
     res = {
         "changes": n, "messages": frames, "bid_levels_end": full.stats["bid_levels"],
         "ask_levels_end": full.stats["ask_levels"],
         "numba_changes_per_s": round(n / best_t), "numba_top20_changes_per_s": round(n / full_t),
-        "numba_top20_frames_per_s": round(frames / full_t), "peak_rss_mb_after_numba": round(rss_numba, 1),
+        "numba_top20_frames_per_s": round(frames / full_t), "peak_rss_mb_before": results["peak_rss_mb_start"],
+        "peak_rss_mb_after_numba": round(rss_numba, 1),
         "ladder_mb": round(best.ladder.nbytes / 2**20, 1),
     }
     messages = to_messages(prefix)
@@ -330,8 +340,11 @@ def bench_simulator(results: dict, order_book) -> None:
     ev = sim_stream()
     n = len(ev)
     best, full = BookRebuilder(1), BookRebuilder(1)
-    dt_best, _ = timed(run_numba, best, ev)
-    dt_full, _ = timed(full.process, ev)
+    dt_best = dt_full = 0.0
+    for k in range(0, n, SIM_PARTITION):
+        part = ev[k:k + SIM_PARTITION]
+        dt_best += timed(run_numba, best, part)[0]
+        dt_full += timed(full.process, part)[0]
     res = {"changes": n, "messages": full.stats["frames"], "numba_changes_per_s": round(n / dt_best),
            "numba_top20_changes_per_s": round(n / dt_full), "bid_levels_end": full.stats["bid_levels"]}
     messages = to_messages(ev)
@@ -350,7 +363,8 @@ def run() -> dict:
     warm_up()
     print(f"   warm-up / compile {time.perf_counter() - t:.1f} s")
     order_book = load_order_book()
-    results: dict = {"order_book_version": getattr(order_book, "__version__", None) if order_book else None}
+    results: dict = {"order_book_version": _version("order-book") if order_book else None,
+                     "peak_rss_mb_start": round(peak_rss_mb(), 1)}
     bench_synthetic(results, order_book)
     bench_simulator(results, order_book)
     for name, res in results.items():
@@ -365,6 +379,7 @@ def run() -> dict:
                             f"(numba {res[f'numba_x_{base}']}x)")
         print("     " + "; ".join(line))
     syn = results["synthetic"]
-    print(f"   peak RSS {syn['peak_rss_mb_after_numba']} MB after the numba runs, {syn['peak_rss_mb']} MB at the "
-          f"end; ladder {syn['ladder_mb']} MB")
+    print(f"   peak RSS {syn['peak_rss_mb_before']} MB before, {syn['peak_rss_mb_after_numba']} MB after the numba "
+          f"synthetic runs (1M-row partitions), {syn['peak_rss_mb']} MB after the Python baselines; ladder "
+          f"{syn['ladder_mb']} MB; order-book {results['order_book_version']}")
     return results

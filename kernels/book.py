@@ -71,7 +71,11 @@ B_BAD_KIND = 14
 B_CROSSED_FRAMES = 15
 B_TS_BACKWARDS = 16
 B_MAX_TS = 17  # largest frame-end ts so far
-N_BOOK_SCALARS = 18
+B_DIRTY = 18  # +side: a change since the last sample may have touched that side's top-N
+B_THR = 20  # +side: side key of the last sample's N-th level (INT64_MAX if fewer): deeper changes are invisible
+N_BOOK_SCALARS = 22
+
+_KEY_MAX = np.iinfo(np.int64).max
 
 F_VALID = 1
 F_CROSSED = 2
@@ -102,6 +106,8 @@ def apply_event(lad, bits, summ, ovk, ovs, sc, bs, kind, side, price, size, flag
             L.clear_side(lad, bits, summ, sc, 1)
             bs[B_SNAPSHOTS] += 1
             bs[B_SNAP_PENDING] = 1
+            bs[B_DIRTY] = 1
+            bs[B_DIRTY + 1] = 1
         if side != 0 and side != 1:
             bs[B_BAD_SIDE] += 1
         elif size < 0:
@@ -109,8 +115,12 @@ def apply_event(lad, bits, summ, ovk, ovs, sc, bs, kind, side, price, size, flag
         elif kind == L2_DELETE or size == 0:
             if kind != L2_SNAPSHOT:
                 L.set_level(lad, bits, summ, ovk, ovs, sc, side, price, 0)
+                if (price if side == 1 else -price) <= bs[B_THR + side]:
+                    bs[B_DIRTY + side] = 1
         else:
             L.set_level(lad, bits, summ, ovk, ovs, sc, side, price, size)
+            if (price if side == 1 else -price) <= bs[B_THR + side]:
+                bs[B_DIRTY + side] = 1
     else:
         bs[B_BAD_KIND] += 1
     if flags & FLAG_FRAME_END:
@@ -133,6 +143,31 @@ def sample_top(lad, bits, summ, ovk, ovs, sc, bs, out):
     if bs[B_SYNCED] and not bs[B_IN_FRAME]:
         flag |= F_VALID
     if nb > 0 and na > 0 and out[0, 0] >= out[2, 0]:
+        flag |= F_CROSSED
+    return flag
+
+
+@njit(cache=True, inline="always")
+def update_sample(lad, bits, summ, ovk, ovs, sc, bs, out):
+    """Bring ``out`` (the previous sample, see :func:`sample_top`) up to date and return its flags.
+
+    Only sides marked dirty are re-read: a change strictly deeper than a side's N-th level (with N levels
+    present) cannot alter that side's top-N, so the sample equals a full :func:`sample_top`.
+    """
+    n_want = out.shape[1]
+    for s in range(2):
+        if bs[B_DIRTY + s]:
+            n = L.top_levels(lad, bits, summ, ovk, ovs, sc, s, out[2 * s], out[2 * s + 1])
+            if n == n_want:
+                p = out[2 * s, n_want - 1]
+                bs[B_THR + s] = p if s == 1 else -p
+            else:
+                bs[B_THR + s] = _KEY_MAX
+            bs[B_DIRTY + s] = 0
+    flag = 0
+    if bs[B_SYNCED] and not bs[B_IN_FRAME]:
+        flag |= F_VALID
+    if out[1, 0] > 0 and out[3, 0] > 0 and out[0, 0] >= out[2, 0]:
         flag |= F_CROSSED
     return flag
 
@@ -203,7 +238,7 @@ def process_rows(ev, lad, bits, summ, ovk, ovs, sc, bs, last_lv, grid_step, grid
                 grid_next[k] = -((-ts) // grid_step[k]) * grid_step[k]  # first multiple >= ts
         if ts > bs[B_MAX_TS] or not bs[B_HAVE_LAST]:
             bs[B_MAX_TS] = ts
-        flag = sample_top(lad, bits, summ, ovk, ovs, sc, bs, last_lv)
+        flag = update_sample(lad, bits, summ, ovk, ovs, sc, bs, last_lv)
         if flag & F_CROSSED:
             bs[B_CROSSED_FRAMES] += 1
         bs[B_HAVE_LAST] = 1
@@ -311,6 +346,7 @@ class BookRebuilder:
         ld.sc[L.S_RECENTERS:] = 0
         ld.sc[L.S_BASE:L.S_BASE + 2] = 0
         self.bs = np.zeros(N_BOOK_SCALARS, dtype=np.int64)
+        self.bs[B_DIRTY:B_DIRTY + 2] = 1
         self.last_lv = np.zeros((4, self.depth), dtype=np.int64)
         self.grid_next = np.zeros(len(self.grid_step), dtype=np.int64)
 

@@ -341,24 +341,35 @@ def best_level(lad, ovk, ovs, sc, s):
 def top_levels(lad, bits, summ, ovk, ovs, sc, s, out_px, out_sz):
     """Write the best ``len(out_px)`` levels of side s, best first; empty slots get price 0, size 0.
 
-    Merges the ladder (walked from lo through the bitmaps) with the overflow (walked from its start) in key
-    order. Returns the number of levels written.
+    Merges the ladder (walked from lo one occupancy word at a time) with the overflow (walked from its start)
+    in key order. Returns the number of levels written.
     """
     n_want = out_px.shape[0]
     tick = sc[S_TICK]
     base = sc[S_BASE + s]
     left = sc[S_NWIN + s]
     nov = sc[S_NOV + s]
-    i = sc[S_LO + s]  # the next ladder level (valid while left > 0)
+    i = sc[S_LO + s]
+    wi = i >> 6
+    x = np.uint64(0)  # occupied cells of word wi not yet consumed
+    if left > 0:
+        x = bits[s, wi] & (_ALL << np.uint64(i & 63))
+    lkey = 0
     j = 0
     n = 0
     while n < n_want and (left > 0 or j < nov):
-        if left > 0 and (j >= nov or (base + i) * tick < ovk[s, j]):
-            key = (base + i) * tick
+        if left > 0:
+            if x == 0:
+                i = next_occupied(bits, summ, s, (wi + 1) << 6)
+                wi = i >> 6
+                x = bits[s, wi] & (_ALL << np.uint64(i & 63))
+            i = (wi << 6) + _ctz(x)
+            lkey = (base + i) * tick
+        if left > 0 and (j >= nov or lkey < ovk[s, j]):
+            key = lkey
             out_sz[n] = lad[s, i]
             left -= 1
-            if left > 0 and n + 1 < n_want:
-                i = next_occupied(bits, summ, s, i + 1)
+            x &= x - _ONE
         else:
             key = ovk[s, j]
             out_sz[n] = ovs[s, j]
