@@ -106,6 +106,23 @@ def ols_slope(sums, min_obs, degenerate, out):
 
 
 @njit(cache=True)
+def _complete(ring, rst, imbalance, size, val):
+    """Record a complete bucket; VPIN = sum |V^S - V^B| / sum V_b over the ring once it is full."""
+    nb = ring.shape[0]
+    ring[rst[0], 0] = imbalance
+    ring[rst[0], 1] = size
+    rst[0] = (rst[0] + 1) % nb
+    rst[1] = min(rst[1] + 1, nb)
+    if rst[1] == nb:
+        num = 0.0
+        den = 0.0
+        for j in range(nb):
+            num += ring[j, 0]
+            den += ring[j, 1]
+        val[0] = num / den
+
+
+@njit(cache=True)
 def vpin_buckets(vol, z, size_vol, warm, per_window, bst, bopen, ring, rst, val, out):
     """VPIN over volume buckets with bulk-volume classification (Easley, Lopez de Prado & O'Hara 2012):
 
@@ -113,9 +130,9 @@ def vpin_buckets(vol, z, size_vol, warm, per_window, bst, bopen, ring, rst, val,
         V^B += z_i v, V^S += (1 - z_i) v for the part v of row i's volume that falls in the bucket
         VPIN = sum_{last n} |V^S - V^B| / sum_{last n} V_b  (n = ring rows), once n buckets are complete
 
-    A row first fills the open bucket, then floor(rest / V_b) whole buckets (each |1 - 2 z_i| V_b), then opens
-    a partial one with the remainder. No bucket is opened in a row with ``warm`` false or ``size_vol`` <= 0;
-    that volume is not bucketed. State: bst = [V_b, filled, V^B, V^S] of the open bucket, bopen, ring (n, 2)
+    A row first fills the open bucket; whenever it then opens buckets (with its own V_b), whole ones
+    (floor(rest / V_b), each |1 - 2 z_i| V_b) are recorded at once and a partial one holds the remainder.
+    No bucket is opened in a row with ``warm`` false or ``size_vol`` <= 0; that volume is not bucketed. State: bst = [V_b, filled, V^B, V^S] of the open bucket, bopen, ring (n, 2)
     of the last complete buckets (|V^S - V^B|, V_b), rst = [next position, count], val = current VPIN.
 
     Window: the last n volume buckets. Forward reach: 0.
@@ -128,43 +145,30 @@ def vpin_buckets(vol, z, size_vol, warm, per_window, bst, bopen, ring, rst, val,
             if bopen[0] == 0:
                 if not warm[i] or not size_vol[i] > 0.0:
                     break
-                bst[0] = size_vol[i] / per_window
+                size = size_vol[i] / per_window
+                whole = math.floor(rem / size)
+                if whole > 0:  # whole buckets of this row at once (bounded work for a huge bar)
+                    for _ in range(min(whole, nb)):
+                        _complete(ring, rst, abs(1.0 - 2.0 * zi) * size, size, val)
+                    rem = max(rem - whole * size, 0.0)
+                    if rem <= 0.0:
+                        break
+                bst[0] = size
                 bst[1] = 0.0
                 bst[2] = 0.0
                 bst[3] = 0.0
                 bopen[0] = 1
-            size = bst[0]
-            room = size - bst[1]
+            room = bst[0] - bst[1]
             if rem < room:
                 bst[1] += rem
                 bst[2] += zi * rem
                 bst[3] += (1.0 - zi) * rem
-                rem = 0.0
                 break
-            # complete the open bucket, then whole buckets of this row, then open a partial one
             rem -= room
             bst[2] += zi * room
             bst[3] += (1.0 - zi) * room
-            ring[rst[0], 0] = abs(bst[3] - bst[2])
-            ring[rst[0], 1] = size
-            rst[0] = (rst[0] + 1) % nb
-            rst[1] = min(rst[1] + 1, nb)
+            _complete(ring, rst, abs(bst[3] - bst[2]), bst[0], val)
             bopen[0] = 0
-            whole = math.floor(rem / size)
-            if whole > 0:
-                for _ in range(min(whole, nb)):
-                    ring[rst[0], 0] = abs(1.0 - 2.0 * zi) * size
-                    ring[rst[0], 1] = size
-                    rst[0] = (rst[0] + 1) % nb
-                    rst[1] = min(rst[1] + 1, nb)
-                rem = max(rem - whole * size, 0.0)
-            if rst[1] == nb:
-                num = 0.0
-                den = 0.0
-                for j in range(nb):
-                    num += ring[j, 0]
-                    den += ring[j, 1]
-                val[0] = num / den
         out[i] = val[0]
 
 
