@@ -119,3 +119,29 @@ def test_rebuild_equals_venue_book_across_partitions_gap_and_resync(width):
     ref.feed(rows)
     events = TopN.concat(samples)
     assert as_rows(events, DEPTH)[: len(ref.samples)] == ref_event_rows(ref.samples)
+
+
+@pytest.mark.parametrize("event_time", [False, True])
+def test_hour_partitions_flushed_and_carried_through_export_state(event_time):
+    """The pipeline's pattern: partition by receive time, flush each partition's end, carry export_state."""
+    import pickle
+
+    sim = MarketSimulator(seed=9)
+    tick = tick_mantissa(sim.products[0].tick_size)
+    ev = np.concatenate([snapshot_rows(sim.book(sim.symbols[0]), sim.now_ns, tick),
+                         delta_rows(sim.advance(sim.now_ns + 30 * 10**9), 0, tick)])
+    g = 10**9
+    end = int(ev["ts_recv_ns"][-1])
+    one = BookRebuilder(tick, grids_ns=(g,), event_time=event_time)
+    whole = TopN.concat([one.process(ev).grids[g], one.flush(end)[g]])
+    parts = []
+    rb = BookRebuilder(tick, grids_ns=(g,), event_time=event_time)
+    bounds = [int(ev["ts_recv_ns"][0]) - 1, *(int(t) for t in np.quantile(ev["ts_recv_ns"], [0.3, 0.7])), end]
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        part = ev[(ev["ts_recv_ns"] > lo) & (ev["ts_recv_ns"] <= hi)]
+        parts += [rb.process(part).grids[g], rb.flush(hi)[g]]
+        rb = BookRebuilder.from_state(pickle.loads(pickle.dumps(rb.export_state())), width=4096,
+                                      event_time=event_time)
+    got = TopN.concat(parts)
+    for name in ("ts_ns", "ts_avail_ns", "row", "bid_px", "bid_sz", "ask_px", "ask_sz", "valid", "crossed"):
+        assert np.array_equal(getattr(whole, name), getattr(got, name)), name
