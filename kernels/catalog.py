@@ -127,6 +127,8 @@ def register(sub) -> None:
     b.add_argument("--symbols", help="comma-separated (default: every symbol in bronze)")
     b.add_argument("--grids-ms", default="100,1000", help="clock grid steps in ms (default 100,1000)")
     b.add_argument("--rebuild", action="store_true", help="forget saved state and outputs, build from scratch")
+    b.add_argument("--leader", default="BTC-USD", help="leader symbol for cross-asset features (default BTC-USD)")
+    b.add_argument("--perp-exchange", default="binanceusdm", help="bronze exchange of the 1-min bars for gold")
     b.set_defaults(func=run_build)
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
 
@@ -147,10 +149,12 @@ def run_build(args) -> int:
     symbols = [s.strip() for s in args.symbols.split(",")] if args.symbols else None
     report = builder.build(symbols)
     print()
-    if importlib.util.find_spec("kernels.labels") is not None:
-        from kernels.pipeline import build_labels
+    from kernels.gold import build_gold
+    from kernels.pipeline import build_cross_asset, build_labels
 
-        report["labels"] = build_labels(settings.data_root, args.exchange, grids)
+    report["labels"] = build_labels(settings.data_root, args.exchange, grids)
+    report["cross_asset"] = build_cross_asset(settings.data_root, args.exchange, args.leader, grids)
+    report["gold"] = build_gold(settings.data_root, args.perp_exchange)
     print(json.dumps(report, indent=2))
     return 0
 

@@ -223,7 +223,10 @@ def build_labels(data_root: Path, exchange: str = "coinbase", grids_ms=DEFAULT_G
                     j += 1
                 joined = pa.concat_tables([own, *ahead])
                 frame = _frame_from_silver(symbol, joined, g_ms)
-                lab = L.compute_labels(frame)
+                # the triple barrier's trailing volatility over the whole history (carried across partitions)
+                sigma = (joined.column("rv_mid_60s").to_numpy(zero_copy_only=False)
+                         if "rv_mid_60s" in joined.column_names else None)
+                lab = L.compute_labels(frame, trailing_sigma=sigma)
                 n = own.num_rows
                 out = pa.table({"ts_ns": joined.column("ts_ns").to_numpy()[:n],
                                 **{k: v[:n] for k, v in sorted(lab.items())}})
@@ -249,4 +252,48 @@ def _frame_from_silver(symbol: str, table: pa.Table, g_ms: int) -> MarketFrame:
                        zeros.copy(), np.full(n, np.nan), izeros.copy())
 
 
-__all__ = ["FeatureBuilder", "build_labels", "concat"]
+def build_cross_asset(data_root: Path, exchange: str = "coinbase", leader: str = "BTC-USD",
+                      grids_ms=DEFAULT_GRIDS_MS) -> dict:
+    """Cross-asset features of every other symbol against ``leader``, from the silver book features of both,
+    aligned on their common grid times, partition by partition with the family state carried across."""
+    from kernels import cross_asset as XA
+
+    root = Path(data_root)
+    report = {"partitions": 0, "rows": 0}
+    for g_ms in grids_ms:
+        base = root / "silver" / f"book_features_{grid_name(g_ms)}" / f"exchange={exchange}"
+        lead_dir = base / f"symbol={leader}"
+        if not lead_dir.exists():
+            continue
+        lead_hours = {(d, h): p for d, h, p in _hour_dirs(lead_dir)}
+        for sym_dir in sorted(base.glob("symbol=*")):
+            symbol = sym_dir.name.split("=", 1)[1]
+            if symbol == leader:
+                continue
+            state = XA.new_state()
+            for date, hour, folder in _hour_dirs(sym_dir):
+                if (date, hour) not in lead_hours:
+                    state = XA.new_state()  # the leader has no data here: windows restart after the hole
+                    continue
+                cols = ["ts_ns", "ts_avail_ns", "valid", "bid_px_L0", "ask_px_L0", "bid_sz_L0", "ask_sz_L0"]
+                f_t = pq.read_table(folder / "part-0.parquet", columns=cols)
+                l_t = pq.read_table(lead_hours[(date, hour)] / "part-0.parquet", columns=cols)
+                common, fi, li = np.intersect1d(f_t.column("ts_ns").to_numpy(), l_t.column("ts_ns").to_numpy(),
+                                                return_indices=True)
+                if not len(common):
+                    continue
+                ff = _frame_from_silver(symbol, f_t.take(pa.array(fi)), g_ms)
+                lf = _frame_from_silver(leader, l_t.take(pa.array(li)), g_ms)
+                out = XA.compute(ff, lf, state)
+                hour_start = int(np.datetime64(f"{date}T{hour}:00", "ns").astype(np.int64))
+                folder_out = partition_dir(root / "silver", f"cross_asset_{grid_name(g_ms)}", exchange, symbol,
+                                           hour_start)
+                atomic.write_parquet(folder_out / "part-0.parquet", pa.table(
+                    {"ts_ns": common, "ts_avail_ns": np.maximum(ff.avail_ns, lf.avail_ns),
+                     **{k: out[k] for k in sorted(out)}}))
+                report["partitions"] += 1
+                report["rows"] += len(common)
+    return report
+
+
+__all__ = ["FeatureBuilder", "build_cross_asset", "build_labels", "concat"]
