@@ -82,13 +82,15 @@ class CoinbaseNormalizer:
     # -- input ----------------------------------------------------------------------------------------------
     def feed(self, ts_recv_ns: int, raw: str, conn: int = 0, where: str = "") -> None:
         """Normalize one received frame. ``where`` (e.g. ``file:line``) is quoted in quarantine records. A frame on
-        a new connection id ends the previous connection (its L2 products get a disconnect gap)."""
+        a new connection id ends the previous connection: its L2 products get a disconnect gap stamped at the old
+        connection's last frame, so no stale book counts as valid during the outage."""
         self.stats["frames"] += 1
-        self._last_ts = ts_recv_ns
         if conn != self._conn:
             if self._conn is not None:
-                self.connection_lost(ts_recv_ns, self._conn, f"new connection {conn}")
+                # nothing is known after the old connection's last frame: the gap starts there
+                self.connection_lost(self._last_ts, self._conn, f"new connection {conn}")
             self._conn = conn
+        self._last_ts = ts_recv_ns
         try:
             msg = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:

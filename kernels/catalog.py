@@ -137,24 +137,17 @@ def run_build(args) -> int:
     import json
     import shutil
 
-    from kernels.pipeline import FeatureBuilder
+    from kernels.pipeline import build_all
     from l2lab.settings import Settings
 
     settings = Settings.load(args.data_root)
     grids = tuple(int(g) for g in args.grids_ms.split(","))
     if args.rebuild:
         shutil.rmtree(settings.data_root / "silver", ignore_errors=True)
-    builder = FeatureBuilder(settings.data_root, args.exchange, grids,
-                             progress=lambda sym, key: print(f"\r  {sym} {key}", end="", flush=True))
     symbols = [s.strip() for s in args.symbols.split(",")] if args.symbols else None
-    report = builder.build(symbols)
+    report = build_all(settings.data_root, args.exchange, grids, args.leader, args.perp_exchange, symbols,
+                       progress=lambda sym, key: print(f"\r  {sym} {key}", end="", flush=True))
     print()
-    from kernels.gold import build_gold
-    from kernels.pipeline import build_cross_asset, build_labels
-
-    report["labels"] = build_labels(settings.data_root, args.exchange, grids)
-    report["cross_asset"] = build_cross_asset(settings.data_root, args.exchange, args.leader, grids)
-    report["gold"] = build_gold(settings.data_root, args.perp_exchange)
     print(json.dumps(report, indent=2))
     return 0
 

@@ -296,4 +296,17 @@ def build_cross_asset(data_root: Path, exchange: str = "coinbase", leader: str =
     return report
 
 
-__all__ = ["FeatureBuilder", "build_cross_asset", "build_labels", "concat"]
+def build_all(data_root: Path, exchange: str = "coinbase", grids_ms=DEFAULT_GRIDS_MS, leader: str = "BTC-USD",
+              perp_exchange: str = "binanceusdm", symbols: list[str] | None = None, progress=None) -> dict:
+    """Every layer after bronze: silver book features, labels, cross-asset features, gold hourly and
+    cross-sectional tables."""
+    from kernels.gold import build_gold
+
+    report = FeatureBuilder(data_root, exchange, grids_ms, progress=progress).build(symbols)
+    report["labels"] = build_labels(data_root, exchange, grids_ms)
+    report["cross_asset"] = build_cross_asset(data_root, exchange, leader, grids_ms)
+    report["gold"] = build_gold(data_root, perp_exchange)
+    return report
+
+
+__all__ = ["FeatureBuilder", "build_all", "build_cross_asset", "build_labels", "concat"]

@@ -72,6 +72,33 @@ def backfill_perps(rest_url: str, data_root: Path, days: float) -> dict:
     return {"listed": len(markets), "trading": sum(1 for m in markets if m.get("active")), **rep.__dict__}
 
 
+def signal_lines(settings, truth: dict) -> list[str]:
+    """What the kit recovers from its own features, beside the planted truth."""
+    from l2lab.warehouse import connect
+
+    con = connect(settings)
+    lines = []
+    try:
+        for sym, ll in truth["lead_lag"].items():
+            got = con.sql(f"""SELECT median(xa_leadlag_s), median(xa_peak_xcorr) FROM silver_cross_asset_100ms
+                              WHERE symbol = '{sym}' AND xa_leadlag_s IS NOT NULL AND NOT isnan(xa_leadlag_s)""").fetchone()
+            if got and got[0] is not None:
+                lines.append(f"recovered: {sym} lags {ll['leader']} by {got[0]:g} s (planted {ll['lag_s']:g} s), "
+                             f"peak correlation {got[1]:.2f}")
+        rows = con.sql("""SELECT f.symbol, corr(f.imbalance_l1, l.fwd_ret_mid_5s), corr(f.ofi_sum_1s, l.fwd_ret_mid_5s),
+                                 count(*)
+                          FROM silver_book_features_1s f JOIN silver_labels_1s l USING (symbol, ts_ns)
+                          WHERE f.valid AND NOT isnan(l.fwd_ret_mid_5s) AND NOT isnan(f.imbalance_l1)
+                                AND NOT isnan(f.ofi_sum_1s)
+                          GROUP BY 1 ORDER BY 1""").fetchall()
+        for sym, c_imb, c_ofi, n in rows:
+            lines.append(f"correlation with the next 5 s mid return ({sym}, {n:,} rows): "
+                         f"imbalance_l1 {c_imb:+.3f}, ofi_sum_1s {c_ofi:+.3f}")
+    finally:
+        con.close()
+    return lines
+
+
 def run(args) -> int:
     from collectors.cli import venue_time_source
     from collectors.live import CoinbaseCollector, CollectorConfig
@@ -110,11 +137,11 @@ def run(args) -> int:
     truth = json.loads((settings.sim_dir / args.name / "l2" / "truth.json").read_text())
 
     from kernels import catalog
-    from kernels.pipeline import FeatureBuilder
+    from kernels.pipeline import build_all
 
-    n_features = len([s for s in catalog.features() if s.table == "book"])
-    print(f"[5/6] features: {n_features} book features on 100 ms and 1 s grids -> silver")
-    fb = FeatureBuilder(settings.data_root).build()
+    n_features = len(catalog.features())
+    print(f"[5/6] features: {n_features} catalog features -> silver (100 ms, 1 s), labels, cross-asset, gold")
+    fb = build_all(settings.data_root)
 
     print("[6/6] summary (DuckDB warehouse)")
     con = connect(settings)
@@ -134,7 +161,10 @@ def run(args) -> int:
           f"{l2_per_s / 1286:.1f}x BTC-USD's real rate); gaps {report.normalizer.get('gaps', 0)}; "
           f"quarantined {quarantined}; reconnects {report.reconnects}")
     print(f"      silver: {fb['rows']['100ms']:,} rows at 100 ms, {fb['rows']['1s']:,} at 1 s "
-          f"({fb['partitions']} partitions, {fb['wall_s']:.1f} s)")
+          f"({fb['partitions']} partitions, {fb['wall_s']:.1f} s); gold: {fb['gold']['hourly_rows']:,} hourly rows "
+          f"for {fb['gold']['symbols']} perps")
+    for line in signal_lines(settings, truth):
+        print("      " + line)
     print(f"      ccxt book cross-check: {report.crosschecks - report.crosscheck_mismatches}/{report.crosschecks} agree")
     print(f"      perps: {perps['listed']} linear perps listed ({perps['trading']} trading); "
           f"{perps['rows']['ohlcv_1m']:,} 1-min bars and {perps['rows']['funding']:,} funding events in "
