@@ -31,7 +31,7 @@ from l2lab import atomic
 from l2lab.schema import L2_EVENT_DTYPE, TRADE_DTYPE
 
 DEFAULT_GRIDS_MS = (100, 1000)
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 def grid_name(step_ms: int) -> str:
@@ -65,6 +65,7 @@ class SymbolState:
     last_price: dict = field(default_factory=dict)  # grid -> last trade price
     last_row: dict = field(default_factory=dict)  # grid -> last sample's stream row
     done: list = field(default_factory=list)  # partitions processed, in order
+    fingerprints: dict = field(default_factory=dict)  # partition -> its bronze files (name, size) when built
     version: int = STATE_VERSION
     catalog: str = ""
 
@@ -88,6 +89,12 @@ def _read_struct(folder: Path, dtype: np.dtype) -> np.ndarray:
     return out
 
 
+def _fingerprint(*folders: Path) -> tuple:
+    """The part files (name, size) of the given partition folders: changes when bronze is rewritten."""
+    return tuple((str(p.relative_to(p.parents[4])), p.stat().st_size)
+                 for folder in folders if folder.exists() for p in sorted(folder.glob("part-*.parquet")))
+
+
 def _exps(folder: Path) -> tuple[int, int]:
     parts = sorted(folder.glob("part-*.parquet"))
     t = pq.read_table(parts[0], columns=["price_exp", "size_exp"])
@@ -96,7 +103,11 @@ def _exps(folder: Path) -> tuple[int, int]:
 
 class FeatureBuilder:
     def __init__(self, data_root: Path, exchange: str = "coinbase", grids_ms=DEFAULT_GRIDS_MS, depth: int = 20,
-                 progress=None):
+                 progress=None, complete_before_ns: int | None = None):
+        """``complete_before_ns``: only hours that ended before this time are built (default: one minute ago),
+        so the hour a collector is still writing waits until it is complete."""
+        self.complete_before_ns = (time.time_ns() - 60_000_000_000 if complete_before_ns is None
+                                   else int(complete_before_ns))
         self.root = Path(data_root)
         self.exchange = exchange
         self.grids_ms = tuple(int(g) for g in grids_ms)
@@ -129,7 +140,7 @@ class FeatureBuilder:
         from kernels.book import BookRebuilder, TopN
 
         started = time.perf_counter()
-        report = {"partitions": 0, "skipped": 0, "rows": {grid_name(g): 0 for g in self.grids_ms}}
+        report = {"partitions": 0, "skipped": 0, "open": 0, "rows": {grid_name(g): 0 for g in self.grids_ms}}
         for symbol in symbols or self.symbols():
             l2_base = self.root / "bronze" / "l2_events" / f"exchange={self.exchange}" / f"symbol={symbol}"
             tr_base = self.root / "bronze" / "trades" / f"exchange={self.exchange}" / f"symbol={symbol}"
@@ -143,15 +154,23 @@ class FeatureBuilder:
                   else BookRebuilder(1, depth=self.depth, grids_ns=grids_ns, event_time=False))
             for date, hour, folder in hours:
                 key = f"{date}/{hour}"
+                hour_start = int(np.datetime64(f"{date}T{hour}:00", "ns").astype(np.int64))
+                trades_dir = tr_base / f"date={date}" / f"hour={hour}"
+                fingerprint = _fingerprint(folder, trades_dir)
                 if key in st.done:
+                    if st.fingerprints.get(key) != fingerprint:
+                        raise RuntimeError(f"{symbol}: bronze partition {key} changed after its features were built; "
+                                           f"rebuild with --rebuild")
                     report["skipped"] += 1
                     continue
+                if hour_start + HOUR_NS > self.complete_before_ns:
+                    report["open"] += 1  # still being written: built once the hour is over
+                    break
                 if st.done and key < st.done[-1]:
                     raise RuntimeError(f"{symbol}: partition {key} arrived after {st.done[-1]} was built; "
                                        f"rebuild with --rebuild")
                 events = _read_struct(folder, L2_EVENT_DTYPE)
-                trades = _read_struct(tr_base / f"date={date}" / f"hour={hour}", TRADE_DTYPE)
-                hour_start = int(np.datetime64(f"{date}T{hour}:00", "ns").astype(np.int64))
+                trades = _read_struct(trades_dir, TRADE_DTYPE)
                 samples = rb.process(events).grids
                 final = rb.flush(hour_start + HOUR_NS - 1)
                 for g_ms, g_ns in zip(self.grids_ms, grids_ns):
@@ -176,6 +195,7 @@ class FeatureBuilder:
                     report["rows"][grid_name(g_ms)] += frame.n
                 st.book = rb.export_state()
                 st.done.append(key)
+                st.fingerprints[key] = fingerprint
                 self._save_state(symbol, st)
                 report["partitions"] += 1
                 if self.progress:

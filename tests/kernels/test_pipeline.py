@@ -139,3 +139,19 @@ def test_labels_cross_asset_and_gold(bronze_root, tmp_path):
     first = uni.klines("BTCUSDT", uni.start_ms, uni.start_ms + 3_540_000)
     assert hourly.column("h_open")[0].as_py() == first["open"][0] and hourly.column("h_close")[0].as_py() == first["close"][-1]
     assert hourly.column("ts_ns")[0].as_py() == (uni.start_ms + 3_600_000) * 1_000_000 + 1_000_000  # close + 1 ms
+
+
+def test_open_hours_wait_and_changed_bronze_is_refused(bronze_root, tmp_path):
+    import shutil
+
+    root = tmp_path / "d"
+    shutil.copytree(bronze_root / "bronze", root / "bronze")
+    hour01 = START + 2 * 60 * 10**9  # 01:00
+    rep = FeatureBuilder(root, grids_ms=(1000,), complete_before_ns=hour01 + 30 * 60 * 10**9).build(["BTC-USD"])
+    assert rep["partitions"] == 1 and rep["open"] == 1  # hour 01 is not over yet
+    rep = FeatureBuilder(root, grids_ms=(1000,), complete_before_ns=hour01 + 3600 * 10**9).build(["BTC-USD"])
+    assert rep["partitions"] == 1 and rep["skipped"] == 1
+    extra = next((root / "bronze" / "l2_events").rglob("symbol=BTC-USD/date=*/hour=00")) / "part-9-late.parquet"
+    shutil.copy(next(extra.parent.glob("part-*.parquet")), extra)  # bronze rewritten after the build
+    with pytest.raises(RuntimeError, match="changed after its features were built"):
+        FeatureBuilder(root, grids_ms=(1000,)).build(["BTC-USD"])
