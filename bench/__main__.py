@@ -28,7 +28,9 @@ def main(argv: list[str]) -> int:
         print(f"   ({time.perf_counter() - t:.1f} s)\n", flush=True)
     out = Path(__file__).parent / "results" / "latest.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    previous.update(results)  # running one benchmark keeps the others' latest figures
+    out.write_text(json.dumps(previous, indent=2, default=str) + "\n")
     print(f"results: {out}")
     return 0
 
