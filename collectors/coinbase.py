@@ -77,6 +77,8 @@ class CoinbaseNormalizer:
         self._conn: int | None = None
         self._recorded: set[str] = set()  # products with L2 rows in this recording
         self._last_ts: int | None = None
+        self.last_venue_ns: int | None = None  # venue timestamp of the last data frame (for lag)
+        self.last_recv_ns: int | None = None  # its receive time
         self.stats = defaultdict(int)
 
     # -- input ----------------------------------------------------------------------------------------------
@@ -203,9 +205,11 @@ class CoinbaseNormalizer:
 
     def _frame_time(self, msg) -> int:
         try:
-            return rfc3339_to_ns(msg["timestamp"])
+            t = rfc3339_to_ns(msg["timestamp"])
         except (KeyError, TypeError, ValueError):
             raise FrameRejected("field timestamp missing or not RFC 3339") from None
+        self.last_venue_ns, self.last_recv_ns = t, self._last_ts
+        return t
 
     def _l2_frame(self, ts, msg, seq, conn) -> None:
         frame_ns = self._frame_time(msg)

@@ -10,6 +10,10 @@ ccxt's ``watch_order_book`` may merge several delta frames into one book update 
 * ccxt's book is a cross-check: at every flush its best bid/ask is compared with the book the bronze rows
   rebuild, and disagreements are counted.
 
+Observability: a live statistics line every second (frames/s, L2 rows, trades, gaps, quarantined, reconnects,
+socket queue depth, lag = receive time - venue timestamp of the last data frame) and a structured JSON Lines log
+(``<data>/logs/collect-<t>.jsonl``: start, stats every second, resyncs, stop).
+
 Faults: a sequence gap, a stale connection (no frame within ``stale_after_s``; the ``heartbeats`` channel
 sends one a second) or subscriptions the venue has not confirmed within ``subscribe_timeout_s`` (e.g. it answered
 with an error frame) make the collector *resync*: it drops the ccxt client, rejects ccxt's pending watches with a
@@ -86,6 +90,24 @@ class CollectorReport:
     bronze_rows: dict = field(default_factory=dict)
     capture_files: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+
+
+class JsonLog:
+    """Structured log: one JSON object a line (``t`` UTC ns, ``event`` and fields), appended and flushed."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fh = open(path, "ab")
+
+    def write(self, event: str, **fields) -> None:
+        import orjson
+
+        self._fh.write(orjson.dumps({"t": time.time_ns(), "event": event, **fields}) + b"\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
 
 
 class Backoff:
@@ -235,6 +257,8 @@ class CoinbaseCollector:
         self._reconnect_requested = True
         self.report.resyncs += 1
         log.warning("resync: %s", why)
+        if getattr(self, "jlog", None):
+            self.jlog.write("resync", reason=why, frames=self.report.frames)
         asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._reconnect()))
 
     async def _reconnect(self) -> None:
@@ -342,10 +366,18 @@ class CoinbaseCollector:
             st = self.normalizer.stats
             client = self.exchange.clients.get(self.exchange.urls["api"]["ws"])
             depth = _queue_depth(client)
+            norm = self.normalizer
+            lag_ms = ((norm.last_recv_ns - norm.last_venue_ns) / 1e6
+                      if norm.last_venue_ns is not None and norm.last_recv_ns is not None else None)
             line = (f"frames {self.report.frames:>9,}  {rate:>8,.0f}/s  l2 rows {st['l2_rows']:>10,}  "
                     f"trades {st['trades']:>8,}  gaps {st['gaps']}  quarantined {st['quarantined']}  "
-                    f"reconnects {self.report.reconnects}  queue {depth}")
+                    f"reconnects {self.report.reconnects}  queue {depth}  "
+                    f"lag {'-' if lag_ms is None else f'{lag_ms:,.1f} ms'}")
             log.info(line)
+            self.jlog.write("stats", frames=self.report.frames, frames_per_s=round(rate, 1),
+                            l2_rows=st["l2_rows"], trades=st["trades"], gaps=st["gaps"],
+                            quarantined=st["quarantined"], reconnects=self.report.reconnects, queue=depth,
+                            lag_ms=None if lag_ms is None else round(lag_ms, 3))
             if self.cfg.progress:
                 print("\r" + line, end="", flush=True)
 
@@ -405,6 +437,8 @@ class CoinbaseCollector:
         self.capture = CaptureWriter(cfg.data_root / "raw", cfg.exchange, flush_interval_s=cfg.capture_flush_s)
         write_products(self.capture.root, self.scales)
         self.bronze = BronzeWriter(cfg.data_root / "bronze", cfg.exchange)
+        self.jlog = JsonLog(cfg.data_root / "logs" / f"collect-{time.time_ns()}.jsonl")
+        self.jlog.write("start", symbols=cfg.symbols, ws_url=cfg.ws_url)
         self._shadow = {}
         self._last_frame_mono = time.monotonic()
         loop = asyncio.get_running_loop()
@@ -435,6 +469,9 @@ class CoinbaseCollector:
             self.normalizer.finish()  # GAP_STOP at the last frame's receive time (ingest does the same)
             self.flush()
             self.capture.close()
+            self.jlog.write("stop", frames=self.report.frames, reconnects=self.report.reconnects,
+                            normalizer=dict(self.normalizer.stats))
+            self.jlog.close()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 try:
                     loop.remove_signal_handler(sig)

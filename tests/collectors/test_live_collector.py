@@ -125,3 +125,22 @@ def _products():
     from simulator.l2 import MarketSimulator
 
     return MarketSimulator(seed=1, record_latent=False).products
+
+
+def test_structured_log_has_stats_with_lag(tmp_path):
+    import json
+
+    async def go():
+        async with LoopbackExchange(seed=4, speed=20.0, perps=False) as ex:
+            cfg = CollectorConfig(symbols=SYMBOLS, data_root=tmp_path, ws_url=ex.ws_url,
+                                  markets=coinbase_markets(ex.sim.products), duration_s=2.5, stats_every_s=0.5,
+                                  progress=False)
+            return await CoinbaseCollector(cfg).run()
+
+    asyncio.run(go())
+    (log,) = list((tmp_path / "logs").glob("collect-*.jsonl"))
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert records[0]["event"] == "start" and records[-1]["event"] == "stop"
+    stats = [r for r in records if r["event"] == "stats"]
+    assert len(stats) >= 3 and stats[-1]["frames"] > 0
+    assert stats[-1]["lag_ms"] is not None
