@@ -79,9 +79,13 @@ def parse_time_ms(value) -> int:
                 t = t.tz_localize("UTC")
             return int(t.value // 1_000_000)
     if abs(v) >= 10**17:  # nanoseconds
-        return v // 1_000_000
-    if abs(v) < 10**11:  # seconds
-        return v * 1000
+        v //= 1_000_000
+    elif abs(v) >= 10**14:  # microseconds
+        v //= 1000
+    elif abs(v) < 10**11:  # seconds
+        v *= 1000
+    if not 946_684_800_000 <= v < 4_102_444_800_000:  # 2000-01-01 .. 2100-01-01
+        raise ValueError(f"time {value!r} is not a plausible epoch time (s, ms, us or ns)")
     return v
 
 

@@ -123,8 +123,13 @@ class CoinbaseNormalizer:
                 raise FrameRejected(f"field channel: unknown channel {channel!r}")
         except FrameRejected as exc:
             self._reject(ts_recv_ns, raw, conn, where, exc.reason)
-            if exc.product is not None and channel == "l2_data":
-                self._gap(ts_recv_ns, conn, GAP_SEQUENCE, seq, seq, f"rejected L2 frame: {exc.reason}", [exc.product])
+            if channel == "l2_data":
+                # the frame's updates are lost: every product it may concern loses its book
+                named = {ev.get("product_id") for ev in msg.get("events") or [] if isinstance(ev, dict)}
+                products = sorted(({p for p in named if p in self.products} | self._l2_products.get(conn, set()))
+                                  & self._recorded | ({exc.product} if exc.product in self.products else set()))
+                if products:
+                    self._gap(ts_recv_ns, conn, GAP_SEQUENCE, seq, seq, f"rejected L2 frame: {exc.reason}", products)
 
     def connection_lost(self, ts_ns: int, conn: int, detail: str = "disconnected") -> None:
         """Mark every L2 product of ``conn`` invalid (their books resume at the next snapshot)."""

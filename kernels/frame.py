@@ -55,11 +55,18 @@ class MarketFrame:
         return MarketFrame(**fields)
 
 
+DEFAULT_MAX_STALE_NS = 60_000_000_000
+
+
 def build_frame(symbol: str, samples, trades: np.ndarray | None, price_exp: int, size_exp: int,
-                step_ns: int, prev_last_price: float = np.nan, prev_row: int | None = None) -> MarketFrame:
+                step_ns: int, prev_last_price: float = np.nan, prev_row: int | None = None,
+                max_stale_ns: int | None = DEFAULT_MAX_STALE_NS) -> MarketFrame:
     """A frame from grid samples of ``kernels.book.BookRebuilder`` (``TopN``) and normalized trades
     (``l2lab.schema.TRADE_DTYPE``) received up to the last grid time. ``prev_last_price`` and ``prev_row``
-    carry the last trade price and the last sample's stream row from the previous partition."""
+    carry the last trade price and the last sample's stream row from the previous partition.
+
+    A row whose book has not been updated for more than ``max_stale_ns`` (default 60 s) is not valid: a recording
+    that ended without its stop marker (a crash) must not leave a frozen book that looks current."""
     n = len(samples)
     pdiv, sdiv = 10.0**price_exp, 10.0**size_exp
     sizes = {k: getattr(samples, k).astype(np.float64) / sdiv for k in ("bid_sz", "ask_sz")}
@@ -105,7 +112,10 @@ def build_frame(symbol: str, samples, trades: np.ndarray | None, price_exp: int,
         last_price[:] = prev_last_price
     rows = samples.row.astype(np.int64)
     book_rows = np.diff(rows, prepend=rows[0] if prev_row is None else prev_row) if n else rows
-    return MarketFrame(symbol, int(step_ns), t, avail, samples.valid.astype(bool), prices["bid_px"],
+    valid = samples.valid.astype(bool)
+    if max_stale_ns is not None:
+        valid &= (t - samples.ts_avail_ns.astype(np.int64)) <= max_stale_ns
+    return MarketFrame(symbol, int(step_ns), t, avail, valid, prices["bid_px"],
                        sizes["bid_sz"], prices["ask_px"], sizes["ask_sz"], buy_v, sell_v, buy_c, sell_c, notional,
                        max_trade, last_price, book_rows)
 

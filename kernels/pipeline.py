@@ -31,7 +31,8 @@ from l2lab import atomic
 from l2lab.schema import L2_EVENT_DTYPE, TRADE_DTYPE
 
 DEFAULT_GRIDS_MS = (100, 1000)
-STATE_VERSION = 2
+STATE_VERSION = 3
+RECENT_IDS = 200_000
 
 
 def grid_name(step_ms: int) -> str:
@@ -66,6 +67,7 @@ class SymbolState:
     last_row: dict = field(default_factory=dict)  # grid -> last sample's stream row
     done: list = field(default_factory=list)  # partitions processed, in order
     fingerprints: dict = field(default_factory=dict)  # partition -> its bronze files (name, size) when built
+    recent_trade_ids: dict = field(default_factory=dict)  # trade id -> None, the last RECENT_IDS (dedupe)
     version: int = STATE_VERSION
     catalog: str = ""
 
@@ -87,6 +89,20 @@ def _read_struct(folder: Path, dtype: np.dtype) -> np.ndarray:
             out[name][i:i + t.num_rows] = t.column(name).to_numpy()
         i += t.num_rows
     return out
+
+
+def _dedupe_trades(trades: np.ndarray, recent: dict) -> np.ndarray:
+    """Drop trades whose id was already seen (a collector restart re-records the venue's recent trades);
+    ``recent`` keeps the last RECENT_IDS ids across partitions."""
+    keep = np.ones(len(trades), bool)
+    for i, tid in enumerate(trades["trade_id"].tolist()):
+        if tid in recent:
+            keep[i] = False
+        else:
+            recent[tid] = None
+    while len(recent) > RECENT_IDS:
+        recent.pop(next(iter(recent)))
+    return trades[keep]
 
 
 def _fingerprint(*folders: Path) -> tuple:
@@ -170,7 +186,14 @@ class FeatureBuilder:
                     raise RuntimeError(f"{symbol}: partition {key} arrived after {st.done[-1]} was built; "
                                        f"rebuild with --rebuild")
                 events = _read_struct(folder, L2_EVENT_DTYPE)
-                trades = _read_struct(trades_dir, TRADE_DTYPE)
+                trades = _dedupe_trades(_read_struct(trades_dir, TRADE_DTYPE), st.recent_trade_ids)
+                # rows before this hour belong to earlier hours: after a stretch with no bronze at all, the grid
+                # resumes at this hour instead of filling the hole (and stale trades are not carried over it)
+                for k, g_ns in enumerate(grids_ns):
+                    first = -(-hour_start // g_ns) * g_ns
+                    if rb.grid_next[k] < first:
+                        rb.grid_next[k] = first
+                        st.pending_trades.pop(self.grids_ms[k], None)
                 samples = rb.process(events).grids
                 final = rb.flush(hour_start + HOUR_NS - 1)
                 for g_ms, g_ns in zip(self.grids_ms, grids_ns):
@@ -233,13 +256,21 @@ def build_labels(data_root: Path, exchange: str = "coinbase", grids_ms=DEFAULT_G
         for sym_dir in sorted(base.glob("symbol=*")) if base.exists() else []:
             symbol = sym_dir.name.split("=", 1)[1]
             hours = _hour_dirs(sym_dir)
-            tables = [pq.read_table(d / "part-0.parquet") for _, _, d in hours]
+            loaded: dict[int, pa.Table] = {}  # only the partition and its read-ahead are in memory
+
+            def table(k: int) -> pa.Table:
+                if k not in loaded:
+                    loaded[k] = pq.read_table(hours[k][2] / "part-0.parquet")
+                return loaded[k]
+
             for i, (date, hour, _) in enumerate(hours):
-                own = tables[i]
+                for k in [k for k in loaded if k < i]:
+                    del loaded[k]
+                own = table(i)
                 ahead, j = [], i + 1
                 end = own.column("ts_ns")[-1].as_py() + horizon_ns if own.num_rows else 0
-                while j < len(tables) and tables[j].num_rows and tables[j].column("ts_ns")[0].as_py() <= end:
-                    ahead.append(tables[j])
+                while j < len(hours) and table(j).num_rows and table(j).column("ts_ns")[0].as_py() <= end:
+                    ahead.append(table(j))
                     j += 1
                 joined = pa.concat_tables([own, *ahead])
                 frame = _frame_from_silver(symbol, joined, g_ms)

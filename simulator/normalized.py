@@ -98,4 +98,10 @@ def write_bronze(sim, seconds: float, data_root, chunk_s: float = 60.0, exchange
             counts["l2_events"] += len(rows)
             counts["trades"] += len(trades)
         t = nxt
+    for p in sim.products:  # the recording stops: nothing is known after its last frame
+        pe, se, _, _ = scales(p)
+        stop = np.zeros(1, L2_EVENT_DTYPE)
+        stop[0] = (end - 1, 0, -1, L2_GAP, 0, 0, 0, FLAG_FRAME_END)
+        writer.write_events("l2_events", p.symbol, stop, pe, se)
+        counts["l2_events"] += 1
     return counts

@@ -48,3 +48,6 @@ def test_missing_columns_and_time_formats(tmp_path):
         ingest_bars_file(f, tmp_path, "ohlcv", exchange="x", symbol="S")
     assert parse_time_ms("2025-10-01T00:00:00Z") == T
     assert parse_time_ms(T // 1000) == T and parse_time_ms(T * 1_000_000) == T and parse_time_ms(str(T)) == T
+    assert parse_time_ms(T * 1000) == T  # microseconds (newer exchange dumps)
+    with pytest.raises(ValueError, match="plausible"):
+        parse_time_ms(12345678901234567890 // 10**3)

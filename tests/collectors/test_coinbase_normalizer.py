@@ -105,3 +105,18 @@ def test_disconnect_gap(norm):
     assert [g["kind"] for g in b.gaps] == [GAP_START, GAP_DISCONNECT, GAP_STOP]
     assert b.l2["BTC-USD"]["kind"].tolist() == [L2_GAP, L2_SNAPSHOT, L2_GAP, L2_SNAPSHOT, L2_GAP]
     assert b.l2["BTC-USD"]["ts_recv_ns"][-1] == 6  # the stop marker sits at the last frame's receive time
+
+
+def test_rejected_frame_without_product_still_gaps_every_book(norm):
+    """A frame rejected before its product is known (bad timestamp, an unknown product beside a known one)
+    loses updates: every L2 product of the connection is marked."""
+    norm.feed(1, l2(0, "snapshot", [("bid", "1", "1")]))
+    norm.feed(2, l2(1, "snapshot", [("bid", "2", "1")], "ETH-USD"))
+    bad_ts = l2(2, "update", [("bid", "1", "2")]).replace(f'"timestamp":"{TS}",', "")
+    norm.feed(3, bad_ts)
+    mixed = l2(3, "update", [("bid", "1", "3")]).replace('"product_id":"BTC-USD"', '"product_id":"XXX-USD"')
+    norm.feed(4, mixed)
+    b = norm.drain()
+    assert len(b.quarantine) == 2
+    for p in ("BTC-USD", "ETH-USD"):
+        assert (data(b.l2[p])["kind"] == L2_GAP).sum() == 2, p

@@ -9,7 +9,6 @@ from collectors.bronze import read_dataset
 from kernels.book import BookRebuilder
 from kernels.frame import build_frame
 from kernels.pipeline import FeatureBuilder
-from kernels import structural
 from l2lab.schema import L2_EVENT_DTYPE, TRADE_DTYPE
 from simulator.l2 import MarketSimulator
 from simulator.normalized import write_bronze
@@ -60,12 +59,15 @@ def test_partitions_carry_state_exactly(bronze_root, tmp_path):
     grids = rb.process(ev).grids
     top = grids[1_000_000_000]
     frame = build_frame("BTC-USD", top, tr[tr["ts_recv_ns"] <= top.ts_ns[-1]], 2, 8, 1_000_000_000)
-    want = structural.compute(frame)
+    # every book family of the catalog, fresh state, one pass (trades cross the hour boundary in the silver run)
+    want = FeatureBuilder(bronze_root)._compute(frame, {})
+    assert len(want) >= 200
     n = frame.n
     assert got.num_rows >= n > 200
     np.testing.assert_array_equal(got.column("ts_ns").to_numpy()[:n], frame.t_ns)
     for name, v in want.items():
         np.testing.assert_array_equal(got.column(name).to_numpy()[:n], v, err_msg=name)
+    assert not got.column("valid").to_numpy()[n:].any()  # after the recording's stop marker
     assert np.all(got.column("ts_avail_ns").to_numpy() <= got.column("ts_ns").to_numpy())
 
 
@@ -155,3 +157,35 @@ def test_open_hours_wait_and_changed_bronze_is_refused(bronze_root, tmp_path):
     shutil.copy(next(extra.parent.glob("part-*.parquet")), extra)  # bronze rewritten after the build
     with pytest.raises(RuntimeError, match="changed after its features were built"):
         FeatureBuilder(root, grids_ms=(1000,)).build(["BTC-USD"])
+
+
+def test_holes_between_recordings_are_never_valid_nor_misfiled(tmp_path):
+    """Two recordings three hours apart: no row after the first one ends is valid, and every row lands in the
+    partition of its own hour (the grid resumes at the next recording's hour instead of filling the hole)."""
+    hour = 3_600_000_000_000
+    day = 1_767_571_200_000_000_000
+    for start in (day + 600 * 10**9, day + 3 * hour + 600 * 10**9):
+        write_bronze(MarketSimulator(seed=5, start_ns=start), 30.0, tmp_path)
+    FeatureBuilder(tmp_path, grids_ms=(1000,), complete_before_ns=day + 10 * hour).build(["BTC-USD"])
+    files = sorted((tmp_path / "silver" / "book_features_1s").rglob("symbol=BTC-USD/*/*/part-0.parquet"))
+    assert [f.parent.name for f in files] == ["hour=00", "hour=03"]
+    for f in files:
+        t = pq.read_table(f)
+        ts, valid = t.column("ts_ns").to_numpy(), t.column("valid").to_numpy()
+        h = int(f.parent.name.split("=")[1])
+        assert ts.min() >= day + h * hour and ts.max() < day + (h + 1) * hour
+        assert valid.sum() >= 25  # the 30 s recording
+        assert not valid[ts > ts[valid].max()].any()
+        assert ts[valid].max() <= ts[valid].min() + 31 * 10**9
+
+
+def test_duplicate_trades_are_dropped_across_partitions():
+    from kernels.pipeline import _dedupe_trades
+
+    recent = {}
+    a = np.zeros(3, TRADE_DTYPE)
+    a["trade_id"] = [1, 2, 3]
+    b = np.zeros(3, TRADE_DTYPE)
+    b["trade_id"] = [3, 4, 4]  # a restart repeats 3; a second copy of 4 in the same batch
+    assert _dedupe_trades(a, recent)["trade_id"].tolist() == [1, 2, 3]
+    assert _dedupe_trades(b, recent)["trade_id"].tolist() == [4]
