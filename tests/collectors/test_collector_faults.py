@@ -127,12 +127,16 @@ async def run_session(root, faults: FaultConfig, *, steps=5, step_s=1.0, seed=3,
             await wait_for(lambda: collector.normalizer is not None and collector.synced, what="first sync")
             for i in range(steps):
                 if i == pause_at:
+                    conns_before = collector.report.connections
                     transport = stall(collector, ex)
                     patience, ex.ws.slow_consumer_timeout_s = ex.ws.slow_consumer_timeout_s, 0.2
                     await ex.advance(step_s)  # our queue at the venue stays half full: slow consumer, closed
                     ex.ws.slow_consumer_timeout_s = patience  # (a loaded machine must not make more of them)
                     await asyncio.sleep(0.3)
                     transport.resume_reading()
+                    # on a loaded machine the old connection can still look synced for a moment: wait for the new one
+                    await wait_for(lambda: collector.report.connections > conns_before, timeout=30.0,
+                                   what="reconnect after the slow-consumer close")
                 else:
                     await ex.advance(step_s)
                     await ex.flush()
