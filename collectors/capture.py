@@ -68,6 +68,7 @@ class CaptureWriter:
         self._last_flush_ns = 0
         self.frames_written = 0
         self.finished: list[Path] = []
+        self._lock = _lock(self.root)  # one writer per folder: recovery must not take a live writer's segment
         recover(self.root, compress_level)
 
     def write(self, ts_recv_ns: int, raw: str, conn: int | None = None) -> None:
@@ -87,6 +88,9 @@ class CaptureWriter:
 
     def close(self) -> None:
         self._finish()
+        if self._lock is not None:
+            self._lock.close()  # releases the lock
+            self._lock = None
 
     def __enter__(self) -> "CaptureWriter":
         return self
@@ -112,6 +116,21 @@ class CaptureWriter:
         self._fh = None
         self.finished.append(compress_segment(self._path, self.compress_level))
         self._path = None
+
+
+def _lock(root: Path):
+    """An exclusive, non-blocking lock on ``root/.lock``, held while the writer is open (released by the OS
+    if the process dies)."""
+    import fcntl
+
+    root.mkdir(parents=True, exist_ok=True)
+    fh = open(root / ".lock", "a")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise CaptureError(f"another collector is writing captures under {root}; use another data root") from None
+    return fh
 
 
 def compress_segment(path: Path, level: int = 3) -> Path:

@@ -56,3 +56,10 @@ def test_kill_9_loses_only_the_unflushed_tail_and_restart_recovers(tmp_path):
     after = [r.raw for r in read_capture(tmp_path)]
     assert after[: len(got)] == got
     assert not list(tmp_path.rglob("*.jsonl"))  # all segments compressed
+
+
+def test_one_writer_per_folder(tmp_path):
+    with CaptureWriter(tmp_path, "coinbase"):
+        with pytest.raises(CaptureError, match="another collector"):
+            CaptureWriter(tmp_path, "coinbase")
+    CaptureWriter(tmp_path, "coinbase").close()  # free again once the first one closed
