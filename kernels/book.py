@@ -20,7 +20,7 @@ Flags per sample
     Samples are only taken at frame ends, so a sample is never mid-frame. ``crossed``: both sides non-empty and
     best bid >= best ask (locked counts too). A crossed book is kept exactly as the venue said.
 
-Row semantics (decisions, mirrored by the reference in ``tests/kernels/reference.py``)
+Row semantics (decisions, mirrored by the reference in ``tests/kernels/book_reference.py``)
     ``FLAG_DUPLICATE`` rows are skipped entirely (counted). ``L2_GAP``: the book becomes invalid (contents
     kept, later deltas still applied) until a snapshot's frame ends. ``L2_SNAPSHOT`` with ``FLAG_BOOK_RESET``
     clears both sides first; a snapshot row of size 0 is the "empty book" marker and sets nothing.

@@ -50,10 +50,16 @@ def book_families() -> list:
 
 
 def catalog_hash() -> str:
+    """Changes with the catalog and with the source of any kernel module, so a resumed build never mixes state
+    and outputs of old code with new (a changed hash starts the build over)."""
     import hashlib
 
-    text = "\n".join(f"{s.name}|{s.kernel}|{s.params}|{s.window}" for s in catalog.features())
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    h = hashlib.sha256()
+    h.update("\n".join(f"{s.name}|{s.kernel}|{s.params}|{s.window}" for s in catalog.features()).encode())
+    for name in sorted({s.kernel.rsplit(".", 1)[0] for s in catalog.features()} | {"kernels.book", "kernels.ladder",
+                                                                                    "kernels.frame", "kernels.pipeline"}):
+        h.update(Path(importlib.import_module(name).__file__).read_bytes())
+    return h.hexdigest()[:16]
 
 
 @dataclass
