@@ -57,6 +57,44 @@ def register(sub) -> None:
     s.set_defaults(func=serve)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
+    r = sub.add_parser("replay", help="serve a raw capture through the loopback exchange",
+                       description="Replay a raw capture (a file, or a folder of the collector's hourly segments) "
+                                   "over the Coinbase WebSocket protocol; the same as 'exchange serve --capture'. "
+                                   "Prints the bound URLs as one JSON line first.")
+    r.add_argument("capture", help="a .jsonl / .jsonl.zst capture, or a folder of capture segments")
+    r.add_argument("--speed", default="1", help="capture seconds per wall second (default 1); 'max' = as fast as read")
+    r.add_argument("--port", type=int, default=0, help="WebSocket port (default 0: a free port)")
+    r.add_argument("--wait-clients", type=int, default=1, help="start once this many connections subscribed")
+    r.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
+
+    def run_replay(args) -> int:
+        import tempfile
+        from pathlib import Path
+
+        from collectors.capture import capture_files, read_capture, write_capture
+        from l2lab.cli import CLIError
+
+        try:
+            files = capture_files(args.capture)
+        except FileNotFoundError as exc:
+            raise CLIError(str(exc)) from None
+        if not files:
+            raise CLIError(f"no capture segments under {args.capture}")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = files[0]
+            if len(files) > 1:  # one file in receive order, for the replay feed
+                path = Path(tmp) / "capture.jsonl"
+                write_capture(path, ((rec.ts_recv_ns, rec.raw) for rec in read_capture(args.capture, strict=False)))
+            argv = ["--capture", str(path), "--speed", args.speed, "--port", str(args.port),
+                    "--wait-clients", str(args.wait_clients), "--no-perps"]
+            if args.duration is not None:
+                argv += ["--duration", str(args.duration)]
+            ns = s.parse_args(argv)
+            ns.data_root = args.data_root
+            return serve(ns)
+
+    r.set_defaults(func=run_replay)
+
 
 def parse_speed(text: str) -> float:
     from l2lab.cli import CLIError
