@@ -97,6 +97,11 @@ def _read_struct(folder: Path, dtype: np.dtype) -> np.ndarray:
     return out
 
 
+def _hour_start(key: str) -> int:
+    date, hour = key.split("/")
+    return int(np.datetime64(f"{date}T{hour}:00", "ns").astype(np.int64))
+
+
 def _dedupe_trades(trades: np.ndarray, recent: dict) -> np.ndarray:
     """Drop trades whose id was already seen (a collector restart re-records the venue's recent trades);
     ``recent`` keeps the last RECENT_IDS ids across partitions."""
@@ -159,7 +164,7 @@ class FeatureBuilder:
         return sorted(d.name.split("=", 1)[1] for d in base.glob("symbol=*")) if base.exists() else []
 
     def build(self, symbols: list[str] | None = None) -> dict:
-        from kernels.book import BookRebuilder, TopN
+        from kernels.book import B_HAVE_LAST, BookRebuilder, TopN
 
         started = time.perf_counter()
         report = {"partitions": 0, "skipped": 0, "open": 0, "rows": {grid_name(g): 0 for g in self.grids_ms}}
@@ -193,13 +198,12 @@ class FeatureBuilder:
                                        f"rebuild with --rebuild")
                 events = _read_struct(folder, L2_EVENT_DTYPE)
                 trades = _dedupe_trades(_read_struct(trades_dir, TRADE_DTYPE), st.recent_trade_ids)
-                # rows before this hour belong to earlier hours: after a stretch with no bronze at all, the grid
-                # resumes at this hour instead of filling the hole (and stale trades are not carried over it)
-                for k, g_ns in enumerate(grids_ns):
-                    first = -(-hour_start // g_ns) * g_ns
-                    if rb.grid_next[k] < first:
-                        rb.grid_next[k] = first
-                        st.pending_trades.pop(self.grids_ms[k], None)
+                if st.done and hour_start > _hour_start(st.done[-1]) + HOUR_NS:
+                    # hours with no bronze at all: the next recording starts with its own gap marker and
+                    # snapshot, so the grid restarts at its first frame instead of filling the hole (and trades
+                    # waiting for a row inside the hole are not carried over it)
+                    rb.bs[B_HAVE_LAST] = 0
+                    st.pending_trades.clear()
                 samples = rb.process(events).grids
                 final = rb.flush(hour_start + HOUR_NS - 1)
                 for g_ms, g_ns in zip(self.grids_ms, grids_ns):
@@ -328,9 +332,9 @@ def build_cross_asset(data_root: Path, exchange: str = "coinbase", leader: str =
             if symbol == leader:
                 continue
             state = XA.new_state()
+            last_t = None
             for date, hour, folder in _hour_dirs(sym_dir):
                 if (date, hour) not in lead_hours:
-                    state = XA.new_state()  # the leader has no data here: windows restart after the hole
                     continue
                 cols = ["ts_ns", "ts_avail_ns", "valid", "bid_px_L0", "ask_px_L0", "bid_sz_L0", "ask_sz_L0"]
                 f_t = pq.read_table(folder / "part-0.parquet", columns=cols)
@@ -341,7 +345,16 @@ def build_cross_asset(data_root: Path, exchange: str = "coinbase", leader: str =
                     continue
                 ff = _frame_from_silver(symbol, f_t.take(pa.array(fi)), g_ms)
                 lf = _frame_from_silver(leader, l_t.take(pa.array(li)), g_ms)
-                out = XA.compute(ff, lf, state)
+                g_ns = g_ms * 1_000_000
+                # the kernel's lags and windows count rows: restart them wherever the common grid jumps
+                breaks = np.flatnonzero(np.diff(common) != g_ns) + 1
+                pieces = []
+                for a, b in zip(np.r_[0, breaks], np.r_[breaks, len(common)]):
+                    if last_t is None or common[a] != last_t + g_ns:
+                        state = XA.new_state()
+                    pieces.append(XA.compute(ff.take(slice(a, b)), lf.take(slice(a, b)), state))
+                    last_t = int(common[b - 1])
+                out = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
                 hour_start = int(np.datetime64(f"{date}T{hour}:00", "ns").astype(np.int64))
                 folder_out = partition_dir(root / "silver", f"cross_asset_{grid_name(g_ms)}", exchange, symbol,
                                            hour_start)
