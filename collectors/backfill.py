@@ -205,7 +205,7 @@ def validate_ohlcv(rows: list, last_ms: int | None, where: str) -> tuple[list, l
     """Split bars into accepted and rejected (with the reason naming the field)."""
     good, bad = [], []
     for i, row in enumerate(rows):
-        reason = _ohlcv_problem(row, last_ms)
+        reason = ohlcv_problem(row, last_ms)
         if reason:
             bad.append({"time_ms": int(row[0]) if row and isinstance(row[0], (int, float)) else 0,
                         "reason": f"{where} row {i}: {reason}", "row": row})
@@ -215,7 +215,9 @@ def validate_ohlcv(rows: list, last_ms: int | None, where: str) -> tuple[list, l
     return good, bad
 
 
-def _ohlcv_problem(row, last_ms) -> str | None:
+def ohlcv_problem(row, last_ms) -> str | None:
+    """Why a bar ``[time, open, high, low, close, volume]`` cannot be accepted after ``last_ms`` (None: fine);
+    the reason names the field."""
     if not isinstance(row, (list, tuple)) or len(row) < 6:
         return "expected [time, open, high, low, close, volume]"
     t, o, h, lo, c, v = row[:6]

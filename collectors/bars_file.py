@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from collectors.backfill import MINUTE_MS, minute_gaps, validate_ohlcv
+from collectors.backfill import MINUTE_MS, minute_gaps, ohlcv_problem
 from collectors.bronze import BronzeWriter
 
 TIME_ALIASES = ("timestamp", "time", "date", "datetime")
@@ -132,12 +132,11 @@ def ingest_bars_file(path: str | Path, data_root: Path, kind: str, *, exchange: 
     for sym, rows in rows_by_symbol.items():
         rows.sort(key=lambda r: r[1][0])
         if kind == "ohlcv":
-            good, bad = [], []
-            last = None
+            good, last = [], None
             for line, row in rows:
-                g, b = validate_ohlcv([row], last, f"{path}: line {line}")
-                if b:
-                    rejected.append((f"{path}: line {line}", b[0]["reason"].split(": ", 2)[-1], row))
+                problem = ohlcv_problem(row, last)
+                if problem:
+                    rejected.append((f"{path}: line {line}", problem, row))
                 else:
                     good.append(row)
                     last = row[0]

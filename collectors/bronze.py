@@ -132,7 +132,7 @@ class BronzeWriter:
 def read_dataset(root: str | os.PathLike, dataset: str, **partitions) -> pa.Table:
     """All rows of a bronze dataset (optionally filtered by partition values), sorted as written."""
     base = Path(root) / dataset
-    parts = sorted(base.rglob("part-*.parquet"), key=_part_key) if base.exists() else []
+    parts = sorted(base.rglob("part-*.parquet"), key=part_sort_key) if base.exists() else []
     keep = []
     for p in parts:
         values = dict(seg.split("=", 1) for seg in p.relative_to(base).parts[:-1])
@@ -141,6 +141,6 @@ def read_dataset(root: str | os.PathLike, dataset: str, **partitions) -> pa.Tabl
     return pa.concat_tables(keep) if keep else SCHEMAS[dataset].empty_table()
 
 
-def _part_key(p: Path):
+def part_sort_key(p: Path):
     _, first, rest = p.stem.split("-", 2)
     return (str(p.parent), int(first), rest)

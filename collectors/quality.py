@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from collectors.bronze import _part_key
+from collectors.bronze import part_sort_key
 from l2lab.schema import L2_EVENT_DTYPE
 
 COUNTERS = ("frames", "rows", "snapshots", "gaps", "crossed_frames", "duplicates")
@@ -30,7 +30,7 @@ def _partitions(base: Path) -> list[tuple[str, str, str, Path]]:
 
 
 def _read(folder: Path):
-    parts = sorted(folder.glob("part-*.parquet"), key=_part_key)
+    parts = sorted(folder.glob("part-*.parquet"), key=part_sort_key)
     return [pq.read_table(p) for p in parts]
 
 

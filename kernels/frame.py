@@ -6,8 +6,8 @@ received at or before ``t_ns[i]`` and the trades received in ``(t_ns[i-1], t_ns[
 ``avail_ns[i]`` is the receive time of the last input used (the time the row became available).
 
 Prices and sizes are float64 in real units here (the exact mantissas stay in bronze and in the book); a missing
-level has price NaN and size 0. The first ``n_warmup`` rows are the tail of the previous partition, prepended
-so that windows are full at the partition start; callers drop those rows' outputs.
+level has price NaN and size 0. Windows continue across partitions through the
+kernels' carried state (``kernels.catalog``), not through overlapping rows.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ class MarketFrame:
     max_trade: np.ndarray  # float64 (n,): largest trade size in the bucket (0 if none)
     last_price: np.ndarray  # float64 (n,): last trade price at or before t (NaN before the first trade)
     book_rows: np.ndarray  # int64 (n,): L2 rows received in the bucket (event intensity)
-    n_warmup: int = 0
 
     @property
     def n(self) -> int:
@@ -49,10 +48,9 @@ class MarketFrame:
         return self.bid_px.shape[1]
 
     def take(self, idx) -> "MarketFrame":
-        """Rows ``idx`` (a slice or index array) as a new frame with its own copies (n_warmup reset to 0)."""
-        fields = {k: (np.array(v[idx]) if isinstance(v, np.ndarray) else v) for k, v in self.__dict__.items()}
-        fields["n_warmup"] = 0
-        return MarketFrame(**fields)
+        """Rows ``idx`` (a slice or index array) as a new frame with its own copies."""
+        return MarketFrame(**{k: (np.array(v[idx]) if isinstance(v, np.ndarray) else v)
+                              for k, v in self.__dict__.items()})
 
 
 DEFAULT_MAX_STALE_NS = 60_000_000_000
@@ -118,12 +116,3 @@ def build_frame(symbol: str, samples, trades: np.ndarray | None, price_exp: int,
     return MarketFrame(symbol, int(step_ns), t, avail, valid, prices["bid_px"],
                        sizes["bid_sz"], prices["ask_px"], sizes["ask_sz"], buy_v, sell_v, buy_c, sell_c, notional,
                        max_trade, last_price, book_rows)
-
-
-def concat(frames: list[MarketFrame], n_warmup: int = 0) -> MarketFrame:
-    first = frames[0]
-    fields = {}
-    for k, v in first.__dict__.items():
-        fields[k] = np.concatenate([getattr(f, k) for f in frames]) if isinstance(v, np.ndarray) else v
-    fields["n_warmup"] = n_warmup
-    return MarketFrame(**fields)

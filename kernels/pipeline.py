@@ -24,9 +24,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from collectors.bronze import HOUR_NS, _part_key, partition_dir
+from collectors.bronze import HOUR_NS, part_sort_key, partition_dir
 from kernels import catalog
-from kernels.frame import MarketFrame, build_frame, concat
+from kernels.frame import MarketFrame, build_frame
 from l2lab import atomic
 from l2lab.schema import L2_EVENT_DTYPE, TRADE_DTYPE
 
@@ -85,7 +85,7 @@ def _hour_dirs(base: Path) -> list[tuple[str, str, Path]]:
 
 
 def _read_struct(folder: Path, dtype: np.dtype) -> np.ndarray:
-    parts = sorted(folder.glob("part-*.parquet"), key=_part_key) if folder.exists() else []
+    parts = sorted(folder.glob("part-*.parquet"), key=part_sort_key) if folder.exists() else []
     tables = [pq.read_table(p, columns=list(dtype.names)) for p in parts]
     n = sum(t.num_rows for t in tables)
     out = np.empty(n, dtype)
@@ -379,4 +379,4 @@ def build_all(data_root: Path, exchange: str = "coinbase", grids_ms=DEFAULT_GRID
     return report
 
 
-__all__ = ["FeatureBuilder", "build_all", "build_cross_asset", "build_labels", "concat"]
+__all__ = ["FeatureBuilder", "build_all", "build_cross_asset", "build_labels"]

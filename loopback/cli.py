@@ -28,7 +28,8 @@ def register(sub) -> None:
     s.add_argument("--rest-port", type=int, default=None,
                    help="HTTP port (default: --port + 1, or a free port when --port is 0)")
     src = s.add_argument_group("source")
-    src.add_argument("--capture", help="replay this raw capture (.jsonl or .jsonl.zst) instead of the simulator")
+    src.add_argument("--capture", help="replay this raw capture (.jsonl / .jsonl.zst, or a folder of segments) "
+                                       "instead of the simulator")
     src.add_argument("--wait-clients", type=int, default=1,
                      help="replay: start playing once this many connections have subscribed (default 1)")
     src.add_argument("--config", help="simulator YAML layered over simulator/default.yaml")
@@ -68,30 +69,21 @@ def register(sub) -> None:
     r.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
 
     def run_replay(args) -> int:
-        import tempfile
-        from pathlib import Path
-
-        from collectors.capture import capture_files, read_capture, write_capture
+        from collectors.capture import capture_files
         from l2lab.cli import CLIError
 
         try:
-            files = capture_files(args.capture)
+            if not capture_files(args.capture):
+                raise CLIError(f"no capture segments under {args.capture}")
         except FileNotFoundError as exc:
             raise CLIError(str(exc)) from None
-        if not files:
-            raise CLIError(f"no capture segments under {args.capture}")
-        with tempfile.TemporaryDirectory() as tmp:
-            path = files[0]
-            if len(files) > 1:  # one file in receive order, for the replay feed
-                path = Path(tmp) / "capture.jsonl"
-                write_capture(path, ((rec.ts_recv_ns, rec.raw) for rec in read_capture(args.capture, strict=False)))
-            argv = ["--capture", str(path), "--speed", args.speed, "--port", str(args.port),
-                    "--wait-clients", str(args.wait_clients), "--no-perps"]
-            if args.duration is not None:
-                argv += ["--duration", str(args.duration)]
-            ns = s.parse_args(argv)
-            ns.data_root = args.data_root
-            return serve(ns)
+        argv = ["--capture", args.capture, "--speed", args.speed, "--port", str(args.port),
+                "--wait-clients", str(args.wait_clients), "--no-perps"]
+        if args.duration is not None:
+            argv += ["--duration", str(args.duration)]
+        ns = s.parse_args(argv)
+        ns.data_root = args.data_root
+        return serve(ns)
 
     r.set_defaults(func=run_replay)
 

@@ -1,7 +1,8 @@
 """Replay of a raw capture: every recorded frame's text sent unchanged, paced by its receive time.
 
 Capture format (DESIGN.md): JSON Lines, optionally zstd-compressed (``.zst``), one object per received frame:
-``{"ts_recv_ns": <int UTC ns>, "raw": "<frame text exactly as received>"}``.
+``{"ts_recv_ns": <int UTC ns>, "raw": "<frame text exactly as received>"}``; read and written by
+:mod:`collectors.capture`, the one implementation of the contract.
 
 Routing: a frame goes to the connections subscribed to its channel (``l2_data`` -> ``level2``; other channel
 names map to themselves) and to at least one of its products (``events[].product_id`` and
@@ -17,55 +18,15 @@ recorded snapshots). With ``speed = inf`` frames go out as fast as clients read 
 from __future__ import annotations
 
 import asyncio
-import io
 import time
 from pathlib import Path
-from typing import Iterator
 
 import orjson
-import zstandard
 
+from collectors.capture import read_capture
 from loopback.coinbase_frames import Frame
 
 CHANNEL_TO_SUBSCRIPTION = {"l2_data": "level2", "subscriptions": None}
-
-
-class CaptureError(ValueError):
-    """A capture line is not ``{"ts_recv_ns": int, "raw": str}``; the message names the file and line."""
-
-
-def open_capture(path: str | Path) -> io.TextIOBase:
-    path = Path(path)
-    if path.suffix == ".zst":
-        raw = open(path, "rb")
-        reader = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
-        return io.TextIOWrapper(reader, encoding="utf-8")
-    return open(path, "r", encoding="utf-8")
-
-
-def iter_capture(path: str | Path) -> Iterator[tuple[int, str]]:
-    """Yield ``(ts_recv_ns, raw)`` per line; blank lines are skipped, anything else invalid raises."""
-    with open_capture(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = orjson.loads(line)
-            except orjson.JSONDecodeError as e:
-                raise CaptureError(f"{path}:{lineno}: not JSON ({e})") from None
-            if not isinstance(rec, dict) or not isinstance(rec.get("ts_recv_ns"), int) \
-                    or not isinstance(rec.get("raw"), str):
-                raise CaptureError(f'{path}:{lineno}: expected {{"ts_recv_ns": int, "raw": str}}')
-            yield rec["ts_recv_ns"], rec["raw"]
-
-
-def write_capture(path: str | Path, records) -> None:
-    """Write ``(ts_recv_ns, raw)`` records as a capture (zstd-compressed if the name ends in ``.zst``)."""
-    path = Path(path)
-    data = b"".join(orjson.dumps({"ts_recv_ns": int(t), "raw": r}) + b"\n" for t, r in records)
-    if path.suffix == ".zst":
-        data = zstandard.ZstdCompressor().compress(data)
-    path.write_bytes(data)
 
 
 def raw_frame(raw: str, ts_recv_ns: int) -> Frame:
@@ -127,7 +88,8 @@ class ReplayFeed:
             if self.wait_clients > 0:
                 await self._wait_for_clients()
             clock, server = self.clock, self.server
-            for ts, raw in iter_capture(self.path):
+            for rec in read_capture(self.path):
+                ts, raw = rec.ts_recv_ns, rec.raw
                 if self.first_ts_ns is None:
                     self.first_ts_ns = ts
                     clock.restart(ts)

@@ -1,4 +1,3 @@
-import numpy as np
 
 from collectors.bronze import BronzeWriter, read_dataset
 from collectors.coinbase import CoinbaseNormalizer, ProductScale

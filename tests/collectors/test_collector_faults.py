@@ -30,37 +30,17 @@ from collectors.capture import read_capture
 from collectors.ingest import ingest_capture
 from collectors.live import CoinbaseCollector, CollectorConfig
 from collectors.timeparse import rfc3339_to_ns
-from l2lab import schema
-from l2lab.schema import FLAG_BOOK_RESET, FLAG_FRAME_END, GAP_DISCONNECT, GAP_SEQUENCE, L2_GAP
+from l2lab.schema import (FLAG_BOOK_RESET, FLAG_FRAME_END, GAP_DISCONNECT, GAP_SEQUENCE, GAP_START, GAP_STOP,
+                          L2_GAP)
 from loopback.clients import coinbase_markets
 from loopback.faults import FaultConfig
 from loopback.server import LoopbackExchange
 from simulator.events import KIND_L2, KIND_TRADE
 from simulator.l2 import MarketSimulator
+from simulator.recording import RecordingSimulator
 
 SYMBOLS = ["BTC-USD", "ETH-USD", "SOL-USD"]
-# recording boundary markers (a product's first L2 row; the end of the recording), where the normalizer has them
-GAP_START, GAP_STOP = getattr(schema, "GAP_START", None), getattr(schema, "GAP_STOP", None)
 pytestmark = pytest.mark.timeout(60)
-
-
-class RecordingSim:
-    """A real simulator whose ``advance`` output is kept: the test knows every event the venue published."""
-
-    def __init__(self, sim):
-        self._sim = sim
-        self.chunks: list[np.ndarray] = []
-
-    def advance(self, until_ns):
-        ev = self._sim.advance(until_ns)
-        self.chunks.append(ev)
-        return ev
-
-    def events(self) -> np.ndarray:
-        return np.concatenate(self.chunks)
-
-    def __getattr__(self, name):
-        return getattr(self._sim, name)
 
 
 @dataclass
@@ -112,7 +92,7 @@ async def run_session(root, faults: FaultConfig, *, steps=5, step_s=1.0, seed=3,
                       **exchange_kwargs) -> Session:
     """Collect ``steps`` x ``step_s`` venue seconds; after each step wait until the collector is quiescent.
     ``pause_at``: the step during which the collector stops reading its socket (a stalled consumer)."""
-    sim = RecordingSim(MarketSimulator(seed=seed, record_latent=False))
+    sim = RecordingSimulator(MarketSimulator(seed=seed, record_latent=False))
     initial = {s: sim.book(s) for s in SYMBOLS}
     t0 = time.monotonic()
     # a short recent-trades window, so that trades lost with a frame or an outage mostly stay lost
@@ -292,9 +272,9 @@ def check_books(sess: Session) -> int:
         i = 0
         t = read_dataset(sess.root / "bronze", "l2_events", symbol=sym)
         cols = [t.column(c).to_numpy().tolist() for c in ("ts_exch_ns", "kind", "side", "price", "size", "flags")]
-        if GAP_STOP is not None:  # the recording's stop marker ends the rows; the book before it must be whole
-            assert cols[1][-1] == L2_GAP
-            cols = [c[:-1] for c in cols]
+        # the recording's stop marker ends the rows; the book before it must be whole
+        assert cols[1][-1] == L2_GAP
+        cols = [c[:-1] for c in cols]
         ours, valid, in_snap, snap_frame = ({}, {}), False, False, False
         for t_exch, kind, sd, px, sz, flags in zip(*cols):
             if kind == L2_GAP:
@@ -333,7 +313,6 @@ def check_books(sess: Session) -> int:
 def check_trades(sess: Session) -> dict:
     """Bronze trades are the venue's, none twice; a missing trade was in a lost frame or in a connection outage."""
     conns = capture_by_conn(sess.root)
-    cmap = {k + 1: conn for k, (conn, _) in enumerate(conns)}
     # venue-time windows in which the collector may miss frames: from the frame at which it asked for a resync
     # (its first sequence gap on the connection; else the connection's last frame) to the next connection's start
     gaps = read_dataset(sess.root / "bronze", "gaps").to_pylist()

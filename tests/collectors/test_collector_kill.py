@@ -32,31 +32,16 @@ from collectors.bronze import read_dataset
 from collectors.capture import capture_files, read_capture
 from collectors.ingest import ingest_capture
 from collectors.timeparse import rfc3339_to_ns
-from l2lab import schema
-from l2lab.schema import GAP_DISCONNECT
+from l2lab.schema import GAP_DISCONNECT, GAP_STOP
 from loopback.server import BackgroundExchange
 from simulator.events import KIND_TRADE
 from simulator.l2 import MarketSimulator
+from simulator.recording import RecordingSimulator
 
 SYMBOLS = ["BTC-USD", "ETH-USD", "SOL-USD"]
 ROOT = Path(__file__).resolve().parents[2]
 TRADE_WINDOW = 2000
 pytestmark = pytest.mark.timeout(90)
-
-
-class RecordingSim:
-    """A real simulator whose ``advance`` output is kept (the venue's every trade)."""
-
-    def __init__(self, sim):
-        self._sim, self.chunks = sim, []
-
-    def advance(self, until_ns):
-        ev = self._sim.advance(until_ns)
-        self.chunks.append(ev)
-        return ev
-
-    def __getattr__(self, name):
-        return getattr(self._sim, name)
 
 
 def collect(data_root: Path, ex, *extra) -> subprocess.Popen:
@@ -91,7 +76,7 @@ def trade_ids(root: Path) -> dict[str, list[int]]:
 
 def test_kill_9_and_restart(tmp_path):
     data = tmp_path / "data"
-    sim = RecordingSim(MarketSimulator(seed=4, record_latent=False))
+    sim = RecordingSimulator(MarketSimulator(seed=4, record_latent=False))
     t0 = time.monotonic()
     # a long recent-trades window, so that the restart's trade snapshot overlaps what the first run recorded
     with BackgroundExchange(sim=sim, speed=10.0, perps=False, trade_window=TRADE_WINDOW) as ex:
@@ -170,8 +155,7 @@ def test_kill_9_and_restart(tmp_path):
     restart = [g for g in gaps if g["kind"] == GAP_DISCONNECT]
     assert len(restart) == 1 and restart[0]["conn"] == recs[0].conn
     assert restart[0]["products"] == ",".join(SYMBOLS)
-    if hasattr(schema, "GAP_STOP"):
-        assert [g["kind"] for g in gaps].count(schema.GAP_STOP) == 1
+    assert [g["kind"] for g in gaps].count(GAP_STOP) == 1
 
     # what was lost: only trades the venue made while no collector ran (between the first process's last
     # captured frame and the second's first), beyond the snapshot's window

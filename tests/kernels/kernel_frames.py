@@ -62,3 +62,20 @@ def random_frame(n: int = 400, depth: int = 20, seed: int = 0, adversarial: bool
         max_trade=np.maximum(buy_vol, sell_vol), last_price=last_price,
         book_rows=rng.integers(0, 50, n).astype(np.int64),
     )
+
+
+def assert_chunked_equals_batch(module, f: MarketFrame, bounds, rows: bool = False):
+    """``module.compute`` over ``f`` in the chunks ``bounds`` (and, with ``rows``, one row at a time: the live
+    form), carrying ``module.new_state()``, equals the batch values bit for bit. Returns (batch, state after the
+    chunked run)."""
+    batch = module.compute(f)
+    runs = {"chunks": [(a, b) for a, b in zip(bounds, bounds[1:])]}
+    if rows:
+        runs["rows"] = [(i, i + 1) for i in range(f.n)]
+    for label, cuts in runs.items():
+        st = module.new_state()
+        parts = [module.compute(f.take(slice(a, b)), st) for a, b in cuts]
+        for name in batch:
+            np.testing.assert_array_equal(np.concatenate([p[name] for p in parts]), batch[name],
+                                          err_msg=f"{name} ({label})")
+    return batch, st

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import statsmodels.api as sm
-from kernel_frames import random_frame
+from kernel_frames import assert_chunked_equals_batch, random_frame
 from scipy.stats import norm
 
 from kernels import advanced as A
@@ -165,10 +165,5 @@ def test_one_huge_bar_fills_many_buckets_quickly():
 
 def test_long_frame_chunked_equals_batch():
     f = random_frame(3200, seed=10, adversarial=True, step_ns=500_000_000)
-    batch = A.compute(f)
+    batch, _ = assert_chunked_equals_batch(A, f, [0, 1, 2, 1200, 1201, 2500, 3200])
     assert (~np.isnan(batch["vpin_bvc"])).sum() > 100
-    st = A.new_state()
-    bounds = [0, 1, 2, 1200, 1201, 2500, 3200]
-    chunks = [A.compute(f.take(slice(a, b)), st) for a, b in zip(bounds, bounds[1:])]
-    for name in batch:
-        np.testing.assert_array_equal(np.concatenate([c[name] for c in chunks]), batch[name], err_msg=name)

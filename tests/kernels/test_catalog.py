@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kernels import catalog
-from kernel_frames import random_frame
+from kernel_frames import assert_chunked_equals_batch, random_frame
 
 BOOK_FAMILIES = sorted({s.kernel for s in catalog.features() if s.table == "book"})
 
@@ -74,21 +74,9 @@ def test_no_feature_reads_the_future(path, adversarial):
             np.testing.assert_array_equal(out[name][: t + 1], base[name][: t + 1], err_msg=f"{name} at t={t}")
 
 
-def new_state(path):
-    return getattr(importlib.import_module(path.rsplit(".", 1)[0]), "new_state")()
-
-
 @pytest.mark.parametrize("path", BOOK_FAMILIES)
 def test_incremental_and_chunked_equal_batch(path):
     """Row by row with carried state (the live form), and in uneven chunks (partitions), equal the batch
     values bit for bit."""
     f = random_frame(150, seed=4, adversarial=True)
-    batch = kernel(path)(f)
-    st = new_state(path)
-    rows = [kernel(path)(f.take(slice(i, i + 1)), st) for i in range(f.n)]
-    st = new_state(path)
-    bounds = [0, 1, 40, 41, 97, 150]
-    chunks = [kernel(path)(f.take(slice(a, b)), st) for a, b in zip(bounds, bounds[1:])]
-    for name in batch:
-        np.testing.assert_array_equal(np.concatenate([r[name] for r in rows]), batch[name], err_msg=f"{name} rows")
-        np.testing.assert_array_equal(np.concatenate([c[name] for c in chunks]), batch[name], err_msg=f"{name} chunks")
+    assert_chunked_equals_batch(importlib.import_module(path.rsplit(".", 1)[0]), f, [0, 1, 40, 41, 97, 150], rows=True)

@@ -262,40 +262,24 @@ def test_estimated_lead_lag_is_the_planted_lag(sim_path, follower):
 
 def rebuilt_frames(seconds: int = 900, seed: int = 11):
     """Frames on the 100 ms grid from the exact book rebuild (``kernels.book.BookRebuilder``) of the simulator's
-    venue L2 stream (snapshot, then every delta received 1.5 ms after the venue time), and its trades."""
+    venue L2 stream as a perfect collector records it (``simulator.normalized``: start marker and snapshot, then
+    every delta received 1 ms after the venue time)."""
     from kernels.book import BookRebuilder
     from kernels.frame import build_frame
-    from l2lab.schema import FLAG_BOOK_RESET, FLAG_FRAME_END, L2_DELETE, L2_EVENT_DTYPE, L2_SNAPSHOT, L2_UPDATE
-    from simulator.events import KIND_L2
     from simulator.l2 import MarketSimulator
+    from simulator.normalized import event_rows, scales, start_rows
 
     sim = MarketSimulator(seed=seed, record_latent=False)
-    books = {s: sim.book(s) for s in sim.symbols}
-    t0 = sim.now_ns
-    events = sim.advance(t0 + seconds * 10**9)
+    starts = {s: start_rows(sim, s, sim.now_ns) for s in sim.symbols}
+    events = sim.advance(sim.now_ns + seconds * 10**9)
     frames = {}
-    for k, name in enumerate(sim.symbols):
-        bids, asks = books[name]
-        snap = np.zeros(len(bids) + len(asks), dtype=L2_EVENT_DTYPE)
-        snap["ts_recv_ns"] = snap["ts_exch_ns"] = t0
-        snap["kind"] = L2_SNAPSHOT
-        snap["side"] = np.r_[np.zeros(len(bids), np.int8), np.ones(len(asks), np.int8)]
-        snap["price"] = np.r_[bids[:, 0], asks[:, 0]]  # price mantissa = ticks (tick 1, price_exp 2 for 0.01)
-        snap["size"] = np.r_[bids[:, 1], asks[:, 1]]
-        snap["flags"][0] |= FLAG_BOOK_RESET
-        snap["flags"][-1] |= FLAG_FRAME_END
-        ev = events[(events["symbol"] == k) & (events["kind"] == KIND_L2)]
-        rows = np.zeros(len(ev), dtype=L2_EVENT_DTYPE)
-        rows["ts_exch_ns"] = ev["ts_ns"]
-        rows["ts_recv_ns"] = ev["ts_ns"] + 1_500_000
-        rows["seq"] = np.arange(len(ev))
-        rows["kind"] = np.where(ev["size"] == 0, L2_DELETE, L2_UPDATE)
-        rows["side"], rows["price"], rows["size"] = ev["side"], ev["price"], ev["size"]
-        rows["flags"][np.r_[ev["ts_ns"][1:] != ev["ts_ns"][:-1], True]] |= FLAG_FRAME_END
-        b = BookRebuilder(1, depth=5, grids_ns=(STEP,), width=1 << 16, event_time=False)
-        b.process(snap)
+    for name in sim.symbols:
+        price_exp, size_exp, tick, _ = scales(sim.products[sim.symbol_index(name)])
+        rows, _ = event_rows(sim, events, name)
+        b = BookRebuilder(tick, depth=5, grids_ns=(STEP,), width=1 << 16, event_time=False)
+        b.process(starts[name])
         grid = b.process(rows).grids[STEP]
-        frames[name] = build_frame(name, grid, None, 2, 8, STEP)
+        frames[name] = build_frame(name, grid, None, price_exp, size_exp, STEP)
     t = frames[sim.symbols[0]].t_ns
     for fr in frames.values():
         t = np.intersect1d(t, fr.t_ns)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
-from kernel_frames import random_frame
+from kernel_frames import assert_chunked_equals_batch, random_frame
 
 from kernels import dynamic as D
 from kernels import trade_flow as T
@@ -174,12 +174,7 @@ def test_ofi_hand_computed():
 def test_long_frame_chunked_equals_batch():
     """Chunked (with carried state, several ring wraps and exact recomputes) equals the batch bit for bit."""
     f = random_frame(2500, seed=6, adversarial=True)
-    batch = D.compute(f)
-    st = D.new_state()
-    bounds = [0, 7, 700, 701, 1999, 2500]
-    chunks = [D.compute(f.take(slice(a, b)), st) for a, b in zip(bounds, bounds[1:])]
-    for name in batch:
-        np.testing.assert_array_equal(np.concatenate([c[name] for c in chunks]), batch[name], err_msg=name)
+    _, st = assert_chunked_equals_batch(D, f, [0, 7, 700, 701, 1999, 2500])
     with pytest.raises(ValueError):  # a row that goes back in time is refused
         D.compute(f.take(slice(2400, 2401)), st)
 
@@ -189,49 +184,35 @@ def test_long_frame_chunked_equals_batch():
 # --------------------------------------------------------------------------------------------------------
 SIM_SECONDS = 1200
 SIM_STEP_NS = 1_000_000_000
-SIZE_EXP = 8  # size increment 1e-8: lots are size mantissas
 
 
 def simulated_frames(seed: int = 11, seconds: int = SIM_SECONDS, step_ns: int = SIM_STEP_NS) -> list[MarketFrame]:
-    """One simulator run -> one MarketFrame per symbol (snapshot, deltas and trades converted to the schema,
-    book rebuilt by ``kernels.book.BookRebuilder``, framed by ``kernels.frame.build_frame``)."""
-    from test_book_simulator import PRICE_EXP, RECV_LATENCY_NS, delta_rows, snapshot_rows, tick_mantissa
-
+    """One simulator run -> one MarketFrame per symbol (rows as a perfect collector records them,
+    ``simulator.normalized``; book rebuilt by ``kernels.book.BookRebuilder``, framed by ``kernels.frame.build_frame``)."""
     from kernels.book import BookRebuilder, TopN
     from kernels.frame import build_frame
-    from l2lab.schema import TRADE_DTYPE
-    from simulator.events import KIND_TRADE
     from simulator.l2 import MarketSimulator
+    from simulator.normalized import event_rows, scales, start_rows
 
     sim = MarketSimulator(seed=seed)
-    k_syms = range(len(sim.symbols))
-    ticks = [tick_mantissa(p.tick_size) for p in sim.products]
-    assert all(str(p.size_increment) == "1E-8" for p in sim.products)  # lots are size mantissas at SIZE_EXP
-    rbs = [BookRebuilder(ticks[k], depth=20, grids_ns=(step_ns,), event_time=False) for k in k_syms]
-    tops = [[] for _ in k_syms]
-    trades = [[] for _ in k_syms]
-    for k in k_syms:
-        rbs[k].process(snapshot_rows(sim.book(sim.symbols[k]), sim.now_ns, ticks[k]))
+    exps = [scales(p) for p in sim.products]
+    rbs = [BookRebuilder(exps[k][2], depth=20, grids_ns=(step_ns,), event_time=False) for k in range(len(exps))]
+    tops = [[] for _ in rbs]
+    trades = [[] for _ in rbs]
+    for k, name in enumerate(sim.symbols):
+        rbs[k].process(start_rows(sim, name, sim.now_ns))
     end = sim.now_ns + seconds * 10**9
     while sim.now_ns < end:
         ev = sim.advance(min(end, sim.now_ns + 60 * 10**9))
-        for k in k_syms:
-            tops[k].append(rbs[k].process(delta_rows(ev, k, ticks[k])).grids[step_ns])
-            tr = ev[(ev["symbol"] == k) & (ev["kind"] == KIND_TRADE)]
-            rows = np.zeros(len(tr), TRADE_DTYPE)
-            rows["ts_exch_ns"] = tr["ts_ns"]
-            rows["ts_recv_ns"] = tr["ts_ns"] + RECV_LATENCY_NS
-            rows["seq"] = -1
-            rows["trade_id"] = tr["trade_id"]
-            rows["side"] = tr["side"]  # the simulator's trade side is the taker side, like the schema's
-            rows["price"] = tr["price"] * ticks[k]
-            rows["size"] = tr["size"]
-            trades[k].append(rows)
+        for k, name in enumerate(sim.symbols):
+            rows, tr = event_rows(sim, ev, name)
+            tops[k].append(rbs[k].process(rows).grids[step_ns])
+            trades[k].append(tr)
     out = []
-    for k in k_syms:
+    for k, name in enumerate(sim.symbols):
         tops[k].append(rbs[k].flush(end)[step_ns])
         top = TopN.concat([x for x in tops[k] if len(x)])
-        out.append(build_frame(sim.symbols[k], top, np.concatenate(trades[k]), PRICE_EXP, SIZE_EXP, step_ns))
+        out.append(build_frame(name, top, np.concatenate(trades[k]), exps[k][0], exps[k][1], step_ns))
     return out
 
 

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from kernel_frames import random_frame
+from kernel_frames import assert_chunked_equals_batch, random_frame
 
 from kernels import trade_flow as T
 
@@ -132,9 +132,4 @@ def test_hand_computed():
 def test_long_frame_chunked_equals_batch():
     """Long enough for the 60 s ring to wrap and recompute several times."""
     f = with_large_trades(random_frame(2600, seed=7, adversarial=True), 7)
-    batch = T.compute(f)
-    st = T.new_state()
-    bounds = [0, 1, 601, 602, 1800, 2600]
-    chunks = [T.compute(f.take(slice(a, b)), st) for a, b in zip(bounds, bounds[1:])]
-    for name in batch:
-        np.testing.assert_array_equal(np.concatenate([c[name] for c in chunks]), batch[name], err_msg=name)
+    assert_chunked_equals_batch(T, f, [0, 1, 601, 602, 1800, 2600])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loopback_testlib import RecordingSim
+from simulator.recording import RecordingSimulator
 
 
 @pytest.fixture(scope="session")
@@ -12,7 +12,7 @@ def sim_factory():
     from simulator.l2 import MarketSimulator
 
     def make(seed: int = 7):
-        return RecordingSim(MarketSimulator(seed=seed, record_latent=False))
+        return RecordingSimulator(MarketSimulator(seed=seed, record_latent=False))
     return make
 
 

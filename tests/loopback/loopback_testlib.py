@@ -5,38 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-import numpy as np
 import orjson
-
-from simulator.events import KIND_TRADE
 
 
 def run(coro, timeout: float = 30.0):
     """Run a coroutine in a fresh event loop with an overall timeout."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-class RecordingSim:
-    """A real simulator whose ``advance`` output is also kept, so tests know exactly what the venue was fed."""
-
-    def __init__(self, sim):
-        self._sim = sim
-        self.chunks: list[np.ndarray] = []
-
-    def advance(self, until_ns):
-        ev = self._sim.advance(until_ns)
-        self.chunks.append(ev)
-        return ev
-
-    def events(self) -> np.ndarray:
-        return np.concatenate(self.chunks) if self.chunks else np.empty(0)
-
-    def trades(self, symbol_index: int) -> np.ndarray:
-        ev = self.events()
-        return ev[(ev["symbol"] == symbol_index) & (ev["kind"] == KIND_TRADE)]
-
-    def __getattr__(self, name):
-        return getattr(self._sim, name)
 
 
 def book_as_floats(product, bids, asks):

@@ -16,7 +16,8 @@ import websockets
 
 from loopback import clients
 from loopback.pacing import Clock
-from loopback.replay import CaptureError, iter_capture, raw_frame, write_capture
+from collectors.capture import CaptureError, read_capture, write_capture
+from loopback.replay import raw_frame
 from loopback.server import LoopbackExchange
 
 from loopback_testlib import recv_all, run
@@ -54,10 +55,10 @@ def test_capture_round_trip_and_bad_lines(tmp_path):
     recs = recorded_frames()
     for name in ("c.jsonl", "c.jsonl.zst"):
         write_capture(tmp_path / name, recs)
-        assert list(iter_capture(tmp_path / name)) == recs
+        assert [(r.ts_recv_ns, r.raw) for r in read_capture(tmp_path / name)] == recs
     (tmp_path / "bad.jsonl").write_text('{"ts_recv_ns": 1, "raw": "x"}\n\n{"ts_recv_ns": "1", "raw": "x"}\n')
-    with pytest.raises(CaptureError, match="bad.jsonl:3"):
-        list(iter_capture(tmp_path / "bad.jsonl"))
+    with pytest.raises(CaptureError, match="bad.jsonl: line 3"):
+        list(read_capture(tmp_path / "bad.jsonl"))
     f = raw_frame(recs[4][1], recs[4][0])
     assert (f.channel, f.products, f.seq_hint, f.render(99)) == ("market_trades", ("BTC-USD",), 4, recs[4][1])
 
