@@ -6,7 +6,7 @@ Layout, inside a run folder (``papermill_runs/<run-id>/``)::
     model/predictor/      the AutoGluon ``TabularPredictor`` folder
 
 ``model.json`` fields:
-    target            label name from the catalog (e.g. ``fwd_dir_mid_5s``)
+    target            label name from the catalog (e.g. ``label_dir_mid_5s``)
     problem_type      ``binary`` | ``multiclass`` | ``regression``
     grid              clock grid of the features, e.g. ``1s``
     horizon_s         the label's horizon in seconds
