@@ -1,0 +1,1 @@
+"""Feast integration: l2lab's offline store and feature repository helpers."""

@@ -1,0 +1,405 @@
+"""l2lab's Feast offline store: Feast's point-in-time join as DuckDB ASOF joins over hive-partitioned Parquet.
+
+Select it in ``feature_store.yaml``::
+
+    offline_store:
+      type: l2lab.featurestore.offline_store.L2labOfflineStore
+
+(Feast resolves a dotted ``type`` ending in ``OfflineStore`` to that class and its config class, the same name
+plus ``Config``, in the same module: ``feast.repo_config.get_offline_config_from_type``.)
+
+Why: Feast's stock DuckDB store (feast/infra/offline_stores/ibis.py ``point_in_time_join``) inner-joins every
+entity row with every earlier feature row of its key and ranks them, O(entity rows x feature rows per key): 55-68 s
+for 100k entity rows x 1M feature rows here, against 0.15-0.32 s for a DuckDB ``ASOF LEFT JOIN``. This store
+keeps Feast's API and semantics and does the join in O((E + F) log(E + F)).
+
+Design: per feature view, read the needed columns of its FileSource once with DuckDB (folder, glob or file; hive
+partition columns such as ``symbol`` come from the path; see ``parquet_source``), match every entity row to one
+feature row with an ASOF join on narrow (keys, time, row-id) tables (``pit_join.match_rows``), then gather the
+feature columns with Arrow ``take`` and append them to the entity table. The entity rows come back unchanged and
+in their original order (duplicates included); on-demand feature views are applied by Feast's ``RetrievalJob``.
+
+Semantics matched (checked against Feast's stock DuckDB store and a brute-force reference in
+tests/featurestore/test_offline_store_equivalence.py):
+
+- feature row time <= entity time (inclusive); a later row never leaks in;
+- TTL: a row is kept when ``row time + ttl >= entity time`` -- the bound is inclusive, exactly as the stock store
+  (``event_expire_timestamp >= entity timestamp``); ``ttl`` None or 0 means unlimited;
+- among rows with the same event time the greatest ``created_timestamp_column`` wins; ``filter_by_created_timestamp``
+  (only rows created at or before the entity time) is supported;
+- ``field_mapping`` (source column -> feature/key/timestamp name), projections' ``join_key_map`` and aliases,
+  ``full_feature_names`` (``<view>__<feature>``), several views per call, output columns ordered as Feast's
+  (entity columns, then each view's requested features);
+- missing keys, null keys, entity rows before any feature row -> null features;
+- entity timestamps: ``event_timestamp`` or the only datetime column (Feast's inference); strings are parsed as UTC,
+  naive datetimes are UTC (Feast already makes them UTC with ``coerce_tz_aware``); the entity may also be a DuckDB
+  SQL query string (the stock DuckDB store only accepts a DataFrame).
+
+Differences (deliberate): times are compared at nanosecond precision (the stock store casts feature times to
+microseconds); the entity rows keep their input order (the stock store returns them in join order); rows tied on
+both event and created time resolve to the last row read (the stock store leaves that tie to the engine). Feature
+time columns may also be int64 nanoseconds since the epoch (l2lab's ``ts_ns``), which the stock store cannot read.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from feast.data_source import DataSource
+from feast.errors import SavedDatasetLocationAlreadyExists
+from feast.feature_logging import LoggingConfig, LoggingSource
+from feast.feature_view import FeatureView
+from feast.infra.offline_stores.file_source import FileSource, SavedDatasetFileStorage
+from feast.infra.offline_stores.offline_store import OfflineStore, RetrievalJob, RetrievalMetadata
+from feast.infra.offline_stores.offline_utils import (
+    assert_expected_columns_in_entity_df,
+    infer_event_timestamp_from_entity_df,
+)
+from feast.infra.registry.base_registry import BaseRegistry
+from feast.on_demand_feature_view import OnDemandFeatureView
+from feast.repo_config import FeastConfigBaseModel, RepoConfig
+from feast.saved_dataset import SavedDatasetStorage
+from pydantic import StrictInt, StrictStr
+
+from l2lab import atomic
+from l2lab.featurestore import pit_join
+from l2lab.featurestore.parquet_source import ParquetSource, quote
+
+log = logging.getLogger(__name__)
+
+STORE_TYPE = "l2lab.featurestore.offline_store.L2labOfflineStore"
+
+
+class L2labOfflineStoreConfig(FeastConfigBaseModel):
+    """``offline_store:`` section of feature_store.yaml."""
+
+    type: StrictStr = STORE_TYPE
+    threads: Optional[StrictInt] = None
+    """DuckDB worker threads (default: DuckDB's, one per core)."""
+
+
+@dataclass
+class ViewPlan:
+    """What one feature view contributes to a point-in-time join, in source column names."""
+
+    view: str
+    source: ParquetSource
+    keys: list[tuple[str, str]]        # (source column, entity column)
+    ts: str
+    created: str | None
+    features: list[tuple[str, str]]    # (source column, output column)
+    ttl_ns: int | None
+
+
+def plan_view(config: RepoConfig, fv: FeatureView, feature_refs: list[str], full_feature_names: bool) -> ViewPlan:
+    """Resolve a view's projection, field mapping and requested features (feast ibis.py ``read_fv``)."""
+    if fv.batch_source is None:
+        raise ValueError(f"feature view '{fv.name}' has no batch_source and cannot be queried")
+    src = fv.batch_source
+    reverse = {feast_name: col for col, feast_name in (src.field_mapping or {}).items()}
+    prefix = fv.projection.name_to_use()
+    base = fv.projection.name_alias or fv.name
+    wanted = [r.split(":", 1)[1] for r in feature_refs if r.startswith(f"{prefix}:")]
+    join_key_map = fv.projection.join_key_map or {e.name: e.name for e in fv.entity_columns}
+    ttl = fv.ttl
+    return ViewPlan(
+        view=fv.name,
+        source=ParquetSource(src, config.repo_path),
+        keys=[(reverse.get(k, k), entity_col) for k, entity_col in join_key_map.items()],
+        ts=reverse.get(src.timestamp_field, src.timestamp_field),
+        created=reverse.get(src.created_timestamp_column, src.created_timestamp_column) or None,
+        features=[(reverse.get(f, f), f"{base}__{f}" if full_feature_names else f) for f in wanted],
+        ttl_ns=(ttl.days * 86_400_000_000 + ttl.seconds * 1_000_000 + ttl.microseconds) * 1000 if ttl else None,
+    )
+
+
+def _to_ns(ts: datetime) -> int:
+    t = pd.Timestamp(ts)
+    return (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")).value
+
+
+def entity_table(entity_df: Union[pd.DataFrame, str], con: duckdb.DuckDBPyConnection) -> tuple[pa.Table, str]:
+    """The entity rows as Arrow and the name of their event-timestamp column.
+
+    A string is run as a DuckDB query. String timestamps are parsed as UTC (feast ibis.py ``_to_utc``).
+    """
+    if isinstance(entity_df, str):
+        try:
+            table = con.execute(entity_df).to_arrow_table()
+        except duckdb.Error as e:
+            raise ValueError(f"entity query failed: {e}\n{entity_df}") from e
+        dtypes = table.schema.empty_table().to_pandas().dtypes
+        ts_col = infer_event_timestamp_from_entity_df(dict(dtypes))
+        return table, ts_col
+    if not isinstance(entity_df, pd.DataFrame):
+        raise TypeError(f"entity_df must be a pandas DataFrame or a SQL string, not {type(entity_df).__name__}")
+    ts_col = infer_event_timestamp_from_entity_df(dict(entity_df.dtypes))
+    ts = entity_df[ts_col].infer_objects()
+    if pd.api.types.is_string_dtype(ts) or pd.api.types.is_object_dtype(ts):
+        entity_df = entity_df.assign(**{ts_col: pd.to_datetime(ts, utc=True)})
+    return pa.Table.from_pandas(entity_df, preserve_index=False), ts_col
+
+
+def time_ns(column: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
+    """A timestamp column as int64 ns since the epoch; naive timestamps count as UTC."""
+    kind = column.type
+    if pa.types.is_date(kind):
+        column = column.cast(pa.timestamp("ns"))
+    elif pa.types.is_timestamp(kind):
+        column = column.cast(pa.timestamp("ns", kind.tz))
+    else:
+        raise TypeError(f"entity column '{name}' has type {kind}; expected a timestamp")
+    return column.cast(pa.int64())
+
+
+def read_view(con: duckdb.DuckDBPyConnection, plan: ViewPlan, ts_min: int, ts_max: int,
+              with_created: bool) -> pa.Table:
+    """The view's rows that can match entity times in [ts_min, ts_max]: ``__k*``, ``__ts``, ``__cts``, features."""
+    src = plan.source
+    need = {col: "join key" for col, _ in plan.keys}
+    need[plan.ts] = "timestamp_field"
+    if plan.created:
+        need[plan.created] = "created_timestamp_column"
+    need.update({col: f"feature {out}" for col, out in plan.features})
+    src.require(con, need)
+    ts = src.ns_expr(con, plan.ts)
+    cols = [f"{quote(col)} AS __k{i}" for i, (col, _) in enumerate(plan.keys)] + [f"{ts} AS __ts"]
+    if plan.created and with_created:
+        cols.append(f"{src.ns_expr(con, plan.created)} AS __cts")
+    cols += [f"{quote(col)} AS {quote(out)}" for col, out in plan.features]
+    where = [f"{ts} <= {ts_max}"]
+    if plan.ttl_ns and plan.ttl_ns < pit_join.MAX_TTL_NS:
+        where.append(f"{ts} >= {ts_min - plan.ttl_ns}")
+    return con.execute(f"SELECT {', '.join(cols)} FROM {src.sql()} WHERE {' AND '.join(where)}").to_arrow_table()
+
+
+def point_in_time_join(con: duckdb.DuckDBPyConnection, entity: pa.Table, ts_col: str, plans: list[ViewPlan],
+                       filter_by_created: bool = False) -> pa.Table:
+    """The entity table with every plan's features appended (nulls where nothing matches)."""
+    e_ts = time_ns(entity[ts_col], ts_col)
+    ts_min, ts_max = pa.compute.min(e_ts).as_py(), pa.compute.max(e_ts).as_py()
+    out = entity
+    for plan in plans:
+        for _, col in plan.features:
+            if col in out.column_names:
+                raise ValueError(f"output column '{col}' of feature view '{plan.view}' clashes with another column; "
+                                 "rename the entity column or use full_feature_names=True")
+        if ts_max is None:  # no entity row has a time: nothing can match
+            cols = [pa.nulls(entity.num_rows, t) for t in _feature_types(con, plan)]
+            for (_, name), col in zip(plan.features, cols):
+                out = out.append_column(name, col)
+            continue
+        feats = read_view(con, plan, ts_min, ts_max, with_created=bool(plan.created))
+        narrow = {f"__k{i}": entity[col] for i, (_, col) in enumerate(plan.keys)}
+        narrow["__ts"] = e_ts
+        try:
+            idx = pit_join.match_rows(con, pa.table(narrow), feats, len(plan.keys), plan.ttl_ns,
+                                      filter_by_created=filter_by_created)
+        except duckdb.Error as e:
+            keys = ", ".join(f"{c} (entity) = {s} (source)" for s, c in plan.keys)
+            raise ValueError(f"feature view '{plan.view}': point-in-time join on {keys} failed: {e}") from e
+        taken = feats.select([name for _, name in plan.features]).take(pa.array(idx, mask=idx < 0))
+        for name in taken.column_names:
+            out = out.append_column(name, taken[name])
+    return out
+
+
+def _feature_types(con: duckdb.DuckDBPyConnection, plan: ViewPlan) -> list[pa.DataType]:
+    schema = plan.source.arrow_schema(con)
+    return [schema.field(col).type for col, _ in plan.features]
+
+
+class L2labRetrievalJob(RetrievalJob):
+    """A lazily computed Arrow table; Feast's base class applies on-demand views and validation."""
+
+    def __init__(self, compute: Callable[[], pa.Table], full_feature_names: bool,
+                 on_demand_feature_views: list[OnDemandFeatureView], metadata: Optional[RetrievalMetadata],
+                 repo_path: Optional[str]):
+        super().__init__()
+        self._compute = compute
+        self._full_feature_names = full_feature_names
+        self._odfvs = on_demand_feature_views
+        self._metadata = metadata
+        self._repo_path = repo_path
+
+    def _to_arrow_internal(self, timeout: Optional[int] = None) -> pa.Table:
+        return self._compute()
+
+    def _to_df_internal(self, timeout: Optional[int] = None) -> pd.DataFrame:
+        return self._compute().to_pandas()
+
+    @property
+    def full_feature_names(self) -> bool:
+        return self._full_feature_names
+
+    @property
+    def on_demand_feature_views(self) -> List[OnDemandFeatureView]:
+        return self._odfvs
+
+    @property
+    def metadata(self) -> Optional[RetrievalMetadata]:
+        return self._metadata
+
+    def persist(self, storage: SavedDatasetStorage, allow_overwrite: bool = False, timeout: Optional[int] = None):
+        """Write the result (on-demand features included) to a saved dataset's Parquet file, atomically."""
+        if not isinstance(storage, SavedDatasetFileStorage):
+            raise TypeError(f"persist supports SavedDatasetFileStorage only, not {type(storage).__name__}")
+        path = Path(FileSource.get_uri_for_file_path(self._repo_path, storage.file_options.uri))
+        if path.exists() and not allow_overwrite:
+            raise SavedDatasetLocationAlreadyExists(location=str(path))
+        atomic.write_parquet(path, self.to_arrow(timeout=timeout))
+
+
+def _latest_or_all(config: RepoConfig, data_source: DataSource, join_key_columns: List[str],
+                   feature_name_columns: List[str], timestamp_field: str, created_timestamp_column: Optional[str],
+                   start_date: Optional[datetime], end_date: Optional[datetime], latest: bool) -> RetrievalJob:
+    """Rows of the source in [start_date, end_date] (both inclusive, as feast ibis.py), optionally only the latest
+    per join key (ties broken by created time). Time columns come back as timestamp[ns, UTC]."""
+    store_cfg = config.offline_store
+    src = ParquetSource(data_source, config.repo_path)
+    time_cols = [timestamp_field] + ([created_timestamp_column] if created_timestamp_column else [])
+
+    def compute() -> pa.Table:
+        con = pit_join.connect(getattr(store_cfg, "threads", None))
+        try:
+            features = feature_name_columns or [c for c in src.types(con)
+                                                if c not in set(join_key_columns) | set(time_cols)]
+            need = {c: "join key" for c in join_key_columns}
+            need.update({c: "feature" for c in features})
+            need.update({c: "timestamp" for c in time_cols})
+            src.require(con, need)
+            ts = src.ns_expr(con, timestamp_field)
+            cols = [quote(c) for c in join_key_columns + features]
+            cols += [f"{src.ns_expr(con, c)} AS {quote(c)}" for c in time_cols]
+            where = [f"{ts} IS NOT NULL"]
+            if start_date is not None:
+                where.append(f"{ts} >= {_to_ns(start_date)}")
+            if end_date is not None:
+                where.append(f"{ts} <= {_to_ns(end_date)}")
+            sql = f"SELECT {', '.join(cols)} FROM {src.sql()} WHERE {' AND '.join(where)}"
+            if latest:
+                order = [f"{ts} DESC"]
+                if created_timestamp_column:
+                    order.append(f"{src.ns_expr(con, created_timestamp_column)} DESC NULLS LAST")
+                part = f"PARTITION BY {', '.join(map(quote, join_key_columns))} " if join_key_columns else ""
+                sql += f" QUALIFY row_number() OVER ({part}ORDER BY {', '.join(order)}) = 1"
+            table = con.execute(sql).to_arrow_table()
+        finally:
+            con.close()
+        for c in time_cols:
+            i = table.schema.get_field_index(c)
+            table = table.set_column(i, c, table[c].cast(pa.timestamp("ns", "UTC")))
+        return table
+
+    return L2labRetrievalJob(compute, False, [], None, str(config.repo_path))
+
+
+class L2labOfflineStore(OfflineStore):
+    """Feast offline store over FileSource Parquet with DuckDB ASOF point-in-time joins (see module docstring)."""
+
+    supports_filter_by_created_timestamp = True
+
+    @staticmethod
+    def get_historical_features(
+        config: RepoConfig,
+        feature_views: List[FeatureView],
+        feature_refs: List[str],
+        entity_df: Optional[Union[pd.DataFrame, str]],
+        registry: BaseRegistry,
+        project: str,
+        full_feature_names: bool = False,
+        **kwargs: Any,
+    ) -> RetrievalJob:
+        if entity_df is None:
+            raise NotImplementedError("l2lab's offline store needs an entity_df (DataFrame or DuckDB SQL); "
+                                      "retrieval by start_date/end_date alone is not supported")
+        filter_by_created = bool(kwargs.get("filter_by_created_timestamp", False))
+        odfvs = OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry)
+        substrait = [o.name for o in odfvs if o.mode == "substrait"]
+        if substrait:
+            raise NotImplementedError(f"on-demand feature views in substrait mode are not supported: {substrait}")
+        plans = [plan_view(config, fv, feature_refs, full_feature_names) for fv in feature_views]
+        threads = getattr(config.offline_store, "threads", None)
+        con = pit_join.connect(threads)
+        try:
+            entity, ts_col = entity_table(entity_df, con)
+        finally:
+            con.close()
+        join_keys = {col for plan in plans for _, col in plan.keys}
+        assert_expected_columns_in_entity_df(dict(zip(entity.column_names, entity.schema.types)), join_keys, ts_col)
+        e_ts = time_ns(entity[ts_col], ts_col)
+        lo, hi = pa.compute.min(e_ts).as_py(), pa.compute.max(e_ts).as_py()
+        metadata = RetrievalMetadata(
+            features=feature_refs,
+            keys=[c for c in entity.column_names if c != ts_col],
+            min_event_timestamp=None if lo is None else pd.Timestamp(lo, tz="UTC").to_pydatetime(),
+            max_event_timestamp=None if hi is None else pd.Timestamp(hi, tz="UTC").to_pydatetime(),
+        )
+
+        def compute() -> pa.Table:
+            con = pit_join.connect(threads)
+            try:
+                return point_in_time_join(con, entity, ts_col, plans, filter_by_created)
+            finally:
+                con.close()
+
+        return L2labRetrievalJob(compute, full_feature_names, odfvs, metadata, str(config.repo_path))
+
+    @staticmethod
+    def pull_latest_from_table_or_query(
+        config: RepoConfig,
+        data_source: DataSource,
+        join_key_columns: List[str],
+        feature_name_columns: List[str],
+        timestamp_field: str,
+        created_timestamp_column: Optional[str],
+        start_date: datetime,
+        end_date: datetime,
+    ) -> RetrievalJob:
+        return _latest_or_all(config, data_source, join_key_columns, feature_name_columns, timestamp_field,
+                              created_timestamp_column, start_date, end_date, latest=True)
+
+    @staticmethod
+    def pull_all_from_table_or_query(
+        config: RepoConfig,
+        data_source: DataSource,
+        join_key_columns: List[str],
+        feature_name_columns: List[str],
+        timestamp_field: str,
+        created_timestamp_column: Optional[str] = None,
+        start_date: Optional[datetime] = None,
+        end_date: Optional[datetime] = None,
+    ) -> RetrievalJob:
+        return _latest_or_all(config, data_source, join_key_columns, feature_name_columns, timestamp_field,
+                              created_timestamp_column, start_date, end_date, latest=False)
+
+    @staticmethod
+    def offline_write_batch(config: RepoConfig, feature_view: FeatureView, table: pa.Table,
+                            progress: Optional[Callable[[int], Any]]):
+        raise NotImplementedError(
+            f"feature view '{feature_view.name}': l2lab's offline store does not write to its sources (the silver/"
+            "gold Parquet is written by `l2lab features build`); push with to=PushMode.ONLINE")
+
+    @staticmethod
+    def write_logged_features(config: RepoConfig, data: Union[pa.Table, Path], source: LoggingSource,
+                              logging_config: LoggingConfig, registry: BaseRegistry):
+        raise NotImplementedError("l2lab's offline store does not log served features")
+
+    def get_table_column_names_and_types_from_data_source(
+        self, config: RepoConfig, data_source: DataSource
+    ) -> Iterable[Tuple[str, str]]:
+        """Columns as DuckDB reads them (hive partition columns included, as strings), for Feast's inference."""
+        con = pit_join.connect()
+        try:
+            schema = ParquetSource(data_source, config.repo_path).arrow_schema(con)
+        finally:
+            con.close()
+        return [(f.name, str(f.type)) for f in schema]
