@@ -340,8 +340,10 @@ class L2labOfflineStore(OfflineStore):
         metadata = RetrievalMetadata(
             features=feature_refs,
             keys=[c for c in entity.column_names if c != ts_col],
-            min_event_timestamp=None if lo is None else pd.Timestamp(lo, tz="UTC").to_pydatetime(),
-            max_event_timestamp=None if hi is None else pd.Timestamp(hi, tz="UTC").to_pydatetime(),
+            # datetime holds microseconds: widen the range to whole microseconds
+            min_event_timestamp=None if lo is None else pd.Timestamp(lo // 1000 * 1000, tz="UTC").to_pydatetime(),
+            max_event_timestamp=None if hi is None else pd.Timestamp(-(-hi // 1000) * 1000,
+                                                                      tz="UTC").to_pydatetime(),
         )
 
         def compute() -> pa.Table:

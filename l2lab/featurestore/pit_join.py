@@ -90,7 +90,9 @@ def _asof_sql(keys: list[str], ttl: int | None, has_created: bool) -> str:
              f"QUALIFY row_number() OVER (PARTITION BY {parts} ORDER BY {order}) = 1")
     fid = f"CASE WHEN f.__ts >= e.__ts - {ttl} THEN f.__fid END" if ttl else "f.__fid"
     on = " AND ".join([f"e.{k} = f.{k}" for k in keys] + ["e.__ts >= f.__ts"])
-    return f"SELECT e.__row, {fid} AS __fid FROM __pit_entity e ASOF LEFT JOIN ({dedup}) f ON {on}"
+    # rows without an entity time match nothing (DuckDB's ASOF would still pair them with a row)
+    probe = "(SELECT * FROM __pit_entity WHERE __ts IS NOT NULL)"
+    return f"SELECT e.__row, {fid} AS __fid FROM {probe} e ASOF LEFT JOIN ({dedup}) f ON {on}"
 
 
 def _ranked_sql(keys: list[str], ttl: int | None) -> str:
