@@ -61,6 +61,3 @@ def write_hive(df: pd.DataFrame, root: Path, times: pd.Series | None = None, exc
         pq.write_table(pa.Table.from_pandas(part.drop(columns=["symbol"]), preserve_index=False),
                        folder / "part-0.parquet")
 
-
-def ns_to_ts(ns: np.ndarray) -> pd.Series:
-    return pd.Series(pd.to_datetime(ns, unit="ns", utc=True))

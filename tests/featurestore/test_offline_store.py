@@ -199,6 +199,23 @@ def test_schema_inference_reads_hive_folders(repo):
     assert {"mid", "depth", "valid"} <= names and "ts_ns" not in names
 
 
+def test_empty_entity_and_entity_before_all_rows(repo):
+    empty = repo["entity"].iloc[:0]
+    got = _hist(repo["store"], empty)
+    assert len(got) == 0 and list(got.columns) == ["symbol", "event_timestamp", "rid", "mid_px", "depth"]
+    early = repo["entity"].assign(event_timestamp=pd.Timestamp("2025-06-01", tz="UTC"))
+    assert _hist(repo["store"], early)[["mid_px", "depth"]].isna().all().all()
+
+
+def test_feature_store_yaml_selects_the_store_by_its_dotted_type(tmp_path):
+    (tmp_path / "feature_store.yaml").write_text(
+        "project: y\nprovider: local\nregistry: registry.db\nentity_key_serialization_version: 3\n"
+        f"offline_store:\n  type: {STORE_TYPE}\nonline_store:\n  type: sqlite\n  path: online.db\n")
+    store = FeatureStore(repo_path=str(tmp_path))
+    assert type(store.config.offline_store).__name__ == "L2labOfflineStoreConfig"
+    assert isinstance(store._get_provider().offline_store, L2labOfflineStore)
+
+
 def test_clear_errors(repo, tmp_path):
     store = repo["store"]
     with pytest.raises(ValueError, match="clashes"):
