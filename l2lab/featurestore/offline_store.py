@@ -36,9 +36,16 @@ tests/featurestore/test_offline_store_equivalence.py):
   SQL query string (the stock DuckDB store only accepts a DataFrame).
 
 Differences (deliberate): times are compared at nanosecond precision (the stock store casts feature times to
-microseconds); the entity rows keep their input order (the stock store returns them in join order); rows tied on
-both event and created time resolve to the last row read (the stock store leaves that tie to the engine). Feature
-time columns may also be int64 nanoseconds since the epoch (l2lab's ``ts_ns``), which the stock store cannot read.
+microseconds and refuses entity times with nanoseconds); the entity columns come back exactly as given, in their
+input order (the stock store returns them in join order, timestamps cast to microseconds); rows tied on both
+event and created time resolve to the last row read (the stock store leaves that tie to the engine). Feature time
+columns may also be int64 nanoseconds since the epoch (l2lab's ``ts_ns``), which the stock store cannot read. An
+entity given as SQL has DuckDB's types: its TIMESTAMPTZ holds microseconds.
+
+DuckDB details that matter here (duckdb 1.5): ``asof_loop_join_threshold`` must be 0, or an ASOF join whose
+left side is a registered Arrow table is planned as a nested loop (minutes instead of a fraction of a second);
+and an ASOF probe row with a NULL time can still be paired with a row, so such rows are kept out of the join
+(Feast matches nothing for them). Both are handled in ``pit_join``.
 """
 
 from __future__ import annotations
@@ -160,8 +167,7 @@ def time_ns(column: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
     return column.cast(pa.int64())
 
 
-def read_view(con: duckdb.DuckDBPyConnection, plan: ViewPlan, ts_min: int, ts_max: int,
-              with_created: bool) -> pa.Table:
+def read_view(con: duckdb.DuckDBPyConnection, plan: ViewPlan, ts_min: int, ts_max: int) -> pa.Table:
     """The view's rows that can match entity times in [ts_min, ts_max]: ``__k*``, ``__ts``, ``__cts``, features."""
     src = plan.source
     need = {col: "join key" for col, _ in plan.keys}
@@ -172,7 +178,7 @@ def read_view(con: duckdb.DuckDBPyConnection, plan: ViewPlan, ts_min: int, ts_ma
     src.require(con, need)
     ts = src.ns_expr(con, plan.ts)
     cols = [f"{quote(col)} AS __k{i}" for i, (col, _) in enumerate(plan.keys)] + [f"{ts} AS __ts"]
-    if plan.created and with_created:
+    if plan.created:
         cols.append(f"{src.ns_expr(con, plan.created)} AS __cts")
     cols += [f"{quote(col)} AS {quote(out)}" for col, out in plan.features]
     where = [f"{ts} <= {ts_max}"]
@@ -197,7 +203,7 @@ def point_in_time_join(con: duckdb.DuckDBPyConnection, entity: pa.Table, ts_col:
             for (_, name), col in zip(plan.features, cols):
                 out = out.append_column(name, col)
             continue
-        feats = read_view(con, plan, ts_min, ts_max, with_created=bool(plan.created))
+        feats = read_view(con, plan, ts_min, ts_max)
         narrow = {f"__k{i}": entity[col] for i, (_, col) in enumerate(plan.keys)}
         narrow["__ts"] = e_ts
         try:
