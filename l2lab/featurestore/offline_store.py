@@ -189,33 +189,52 @@ def read_view(con: duckdb.DuckDBPyConnection, plan: ViewPlan, ts_min: int, ts_ma
 
 def point_in_time_join(con: duckdb.DuckDBPyConnection, entity: pa.Table, ts_col: str, plans: list[ViewPlan],
                        filter_by_created: bool = False) -> pa.Table:
-    """The entity table with every plan's features appended (nulls where nothing matches)."""
+    """The entity table with every plan's features appended (nulls where nothing matches).
+
+    Views over the same source with the same keys, time columns and TTL (l2lab's families of one silver table)
+    share one read and one ASOF match.
+    """
     e_ts = time_ns(entity[ts_col], ts_col)
     ts_min, ts_max = pa.compute.min(e_ts).as_py(), pa.compute.max(e_ts).as_py()
-    out = entity
+    names = list(entity.column_names)
     for plan in plans:
         for _, col in plan.features:
-            if col in out.column_names:
+            if col in names:
                 raise ValueError(f"output column '{col}' of feature view '{plan.view}' clashes with another column; "
                                  "rename the entity column or use full_feature_names=True")
-        if ts_max is None:  # no entity row has a time: nothing can match
-            cols = [pa.nulls(entity.num_rows, t) for t in _feature_types(con, plan)]
-            for (_, name), col in zip(plan.features, cols):
-                out = out.append_column(name, col)
-            continue
-        feats = read_view(con, plan, ts_min, ts_max)
-        narrow = {f"__k{i}": entity[col] for i, (_, col) in enumerate(plan.keys)}
-        narrow["__ts"] = e_ts
-        try:
-            idx = pit_join.match_rows(con, pa.table(narrow), feats, len(plan.keys), plan.ttl_ns,
-                                      filter_by_created=filter_by_created)
-        except duckdb.Error as e:
-            keys = ", ".join(f"{c} (entity) = {s} (source)" for s, c in plan.keys)
-            raise ValueError(f"feature view '{plan.view}': point-in-time join on {keys} failed: {e}") from e
-        taken = feats.select([name for _, name in plan.features]).take(pa.array(idx, mask=idx < 0))
-        for name in taken.column_names:
-            out = out.append_column(name, taken[name])
+            names.append(col)
+    groups: dict[tuple, list[ViewPlan]] = {}
+    for plan in plans:
+        groups.setdefault((plan.source.pattern, tuple(plan.keys), plan.ts, plan.created, plan.ttl_ns), []).append(plan)
+    columns: dict[str, pa.ChunkedArray | pa.Array] = {}
+    for group in groups.values():
+        first = group[0]
+        merged = ViewPlan(view=", ".join(p.view for p in group), source=first.source, keys=first.keys, ts=first.ts,
+                          created=first.created, features=[f for p in group for f in p.features], ttl_ns=first.ttl_ns)
+        columns.update(_join_group(con, entity, e_ts, ts_min, ts_max, merged, filter_by_created))
+    out = entity
+    for plan in plans:
+        for _, name in plan.features:
+            out = out.append_column(name, columns[name])
     return out
+
+
+def _join_group(con: duckdb.DuckDBPyConnection, entity: pa.Table, e_ts: pa.ChunkedArray, ts_min: int | None,
+                ts_max: int | None, plan: ViewPlan, filter_by_created: bool) -> dict:
+    """Output column name -> values for one (merged) view plan."""
+    if ts_max is None:  # no entity row has a time: nothing can match
+        return {name: pa.nulls(entity.num_rows, t) for (_, name), t in zip(plan.features, _feature_types(con, plan))}
+    feats = read_view(con, plan, ts_min, ts_max)
+    narrow = {f"__k{i}": entity[col] for i, (_, col) in enumerate(plan.keys)}
+    narrow["__ts"] = e_ts
+    try:
+        idx = pit_join.match_rows(con, pa.table(narrow), feats, len(plan.keys), plan.ttl_ns,
+                                  filter_by_created=filter_by_created)
+    except duckdb.Error as e:
+        keys = ", ".join(f"{c} (entity) = {s} (source)" for s, c in plan.keys)
+        raise ValueError(f"feature view '{plan.view}': point-in-time join on {keys} failed: {e}") from e
+    taken = feats.select([name for _, name in plan.features]).take(pa.array(idx, mask=idx < 0))
+    return {name: taken[name] for name in taken.column_names}
 
 
 def _feature_types(con: duckdb.DuckDBPyConnection, plan: ViewPlan) -> list[pa.DataType]:

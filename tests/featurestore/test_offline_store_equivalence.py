@@ -2,8 +2,8 @@
 
 One small random data set with the adversarial cases built in: event-time ties broken by created time, entity
 times equal to feature times, entity times exactly at the TTL edge and 1 ms past it, keys with no rows, null keys,
-entity rows before any feature row, duplicate entity rows, NaN features, three views with different TTLs over a
-hive-partitioned folder and a single file, a field mapping, full feature names, an on-demand view, a projection
+entity rows before any feature row, duplicate entity rows, NaN features, four views with different TTLs over a
+hive-partitioned folder (two of them sharing source and TTL) and a single file, a field mapping, full feature names, an on-demand view, a projection
 with an alias and a join-key map, ``filter_by_created_timestamp`` and materialization.
 """
 
@@ -50,6 +50,7 @@ def _book_rows(rng) -> pd.DataFrame:
     spread = rng.random(len(book))
     spread[rng.random(len(book)) < 0.05] = np.nan
     book["spread"] = spread
+    book["imbalance"] = rng.uniform(-1, 1, len(book))
     return book
 
 
@@ -101,6 +102,9 @@ def world(tmp_path_factory):
                            timestamp_field="event_timestamp")
     book_fast = FeatureView(name="book_fast", entities=[symbol], ttl=FAST_TTL, source=book_src,
                             schema=[Field(name="px", dtype=Float64), Field(name="qty", dtype=Int64)])
+    # same source, keys and TTL as book_fast: the l2lab store reads and matches them once
+    book_more = FeatureView(name="book_more", entities=[symbol], ttl=FAST_TTL, source=book_src,
+                            schema=[Field(name="imbalance", dtype=Float64)])
     book_slow = FeatureView(name="book_slow", entities=[symbol], ttl=timedelta(0), source=book_src,
                             schema=[Field(name="spread", dtype=Float64)])
     daily_fv = FeatureView(name="daily", entities=[symbol], ttl=DAILY_TTL, source=daily_src,
@@ -112,7 +116,7 @@ def world(tmp_path_factory):
 
     aliased = FeatureService(name="aliased", features=[
         book_fast.with_name("fast2").with_join_key_map({"symbol": "other_symbol"})])
-    objects = [symbol, book_fast, book_slow, daily_fv, notional, aliased]
+    objects = [symbol, book_fast, book_more, book_slow, daily_fv, notional, aliased]
 
     stores = {}
     for name, kind in STORES.items():
@@ -152,6 +156,7 @@ def _views(world, full: bool, prefix_fast: str = "book_fast", key_col: str = "sy
     fast_ns, daily_ns = int(FAST_TTL.total_seconds() * 1e9), int(DAILY_TTL.total_seconds() * 1e9)
     return [RefView(book, {"symbol": key_col}, {f: name(prefix_fast, f) for f in ("px", "qty")}, fast_ns),
             RefView(book, {"symbol": "symbol"}, {"spread": name("book_slow", "spread")}, None),
+            RefView(book, {"symbol": "symbol"}, {"imbalance": name("book_more", "imbalance")}, fast_ns),
             RefView(daily, {"symbol": "symbol"}, {"vol": name("daily", "vol")}, daily_ns, created=False)]
 
 
@@ -160,19 +165,21 @@ def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(a, b, check_dtype=False)
 
 
-FEATURES = ["book_fast:px", "book_fast:qty", "book_slow:spread", "daily:vol"]
+FEATURES = ["book_fast:px", "book_fast:qty", "book_slow:spread", "daily:vol", "book_more:imbalance"]
 
 
 @pytest.mark.parametrize("full", [False, True])
-def test_three_views_match_stock_and_brute_force(world, full):
+def test_four_views_match_stock_and_brute_force(world, full):
     got = {name: _run(s, world["entity"], FEATURES, full_feature_names=full) for name, s in world["stores"].items()}
-    ref = _reference(world, _views(world, full)).astype(got["stock"].dtypes.to_dict())
+    views = _views(world, full)
+    ref = _reference(world, [views[0], views[1], views[3], views[2]]).astype(got["stock"].dtypes.to_dict())
     _same(got["l2lab"], got["stock"])
     _same(got["l2lab"], ref)
     # the data really exercises the cases: matches, TTL expiries, misses and NaN values
-    col = "book_fast__px" if full else "px"
-    assert 0.2 < got["l2lab"][col].isna().mean() < 0.9
-    assert got["l2lab"]["spread" if not full else "book_slow__spread"].notna().sum() > got["l2lab"][col].notna().sum()
+    df = got["l2lab"]
+    px, spread = df["book_fast__px" if full else "px"], df["book_slow__spread" if full else "spread"]
+    assert 0.2 < px.isna().mean() < 0.9
+    assert (px.isna() & spread.notna()).sum() >= 5  # expired under the 10 min TTL, seen without a TTL
 
 
 def test_ttl_edge_is_inclusive_like_stock(world):
