@@ -57,7 +57,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
 
 import duckdb
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 from feast.data_source import DataSource

@@ -52,8 +52,8 @@ def brute_force(entity: pd.DataFrame, ts_ns: list, views: list[RefView],
 
 
 def write_hive(df: pd.DataFrame, root: Path, times: pd.Series | None = None, exchange: str = "sim") -> None:
-    """Write rows as ``exchange=…/symbol=…/date=…/hour=…/part-0.parquet`` (symbol only in the path), like silver;
-    ``times`` (default: the ``event_timestamp`` column) choose the date and hour."""
+    """Write rows as ``exchange=…/symbol=…/date=…/hour=…/part-0.parquet`` (symbol only in the path), like
+    silver; ``times`` (default: the ``event_timestamp`` column) choose the date and hour."""
     ts = pd.to_datetime(df["event_timestamp"] if times is None else times, utc=True)
     for (sym, date, hour), part in df.groupby([df["symbol"], ts.dt.strftime("%Y-%m-%d"), ts.dt.hour]):
         folder = root / f"exchange={exchange}" / f"symbol={sym}" / f"date={date}" / f"hour={hour:02d}"

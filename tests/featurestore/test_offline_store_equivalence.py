@@ -3,8 +3,9 @@
 One small random data set with the adversarial cases built in: event-time ties broken by created time, entity
 times equal to feature times, entity times exactly at the TTL edge and 1 ms past it, keys with no rows, null keys,
 entity rows before any feature row, duplicate entity rows, NaN features, four views with different TTLs over a
-hive-partitioned folder (two of them sharing source and TTL) and a single file, a field mapping, full feature names, an on-demand view, a projection
-with an alias and a join-key map, ``filter_by_created_timestamp`` and materialization.
+hive-partitioned folder (two of them sharing source and TTL) and a single file, a field mapping, full feature
+names, an on-demand view, a projection with an alias and a join-key map, ``filter_by_created_timestamp`` and
+materialization.
 """
 
 from __future__ import annotations
@@ -69,13 +70,15 @@ def _entities(rng, book: pd.DataFrame, daily: pd.DataFrame) -> pd.DataFrame:
     sym = rng.choice(np.array(["A", "B", "C", "D"], dtype=object), n)
     ts = list(T0 + pd.to_timedelta(rng.integers(-600, 8400, n), unit="s"))
     pick = book.sample(40, random_state=1)
-    sym = np.concatenate([sym, pick["symbol"].to_numpy(), pick["symbol"].to_numpy()[:20], pick["symbol"].to_numpy()[:20]])
+    psym = pick["symbol"].to_numpy()
+    sym = np.concatenate([sym, psym, psym[:20], psym[:20]])
     ts += list(pick["event_timestamp"])                                            # equal to a feature time
     ts += list(pick["event_timestamp"].iloc[:20] + FAST_TTL)                        # exactly at the TTL edge
     ts += list(pick["event_timestamp"].iloc[:20] + FAST_TTL + timedelta(milliseconds=1))  # just past it
     dpick = daily.sample(10, random_state=2)
     sym = np.concatenate([sym, dpick["symbol"].to_numpy(), dpick["symbol"].to_numpy()])
-    ts += list(dpick["event_timestamp"] + DAILY_TTL) + list(dpick["event_timestamp"] + DAILY_TTL + timedelta(milliseconds=1))
+    dts = dpick["event_timestamp"] + DAILY_TTL
+    ts += list(dts) + list(dts + timedelta(milliseconds=1))
     ent = pd.DataFrame({"symbol": sym, "event_timestamp": pd.to_datetime(ts, utc=True)})
     ent.loc[[3, 17, 60], "symbol"] = None                                            # null keys
     ent = pd.concat([ent, ent.iloc[:12]], ignore_index=True)                         # duplicate entity rows
@@ -201,7 +204,8 @@ def test_on_demand_view_matches_stock(world):
     _same(got["l2lab"], got["stock"])
     ok = got["l2lab"]["px"].notna()
     assert ok.any() and "qty" in got["l2lab"].columns  # Feast adds the on-demand view's inputs
-    np.testing.assert_allclose(got["l2lab"].loc[ok, "notional"], got["l2lab"].loc[ok, "px"] * got["l2lab"].loc[ok, "qty"])
+    df = got["l2lab"][ok]
+    np.testing.assert_allclose(df["notional"], df["px"] * df["qty"])
 
 
 def test_alias_and_join_key_map_match_stock(world):
