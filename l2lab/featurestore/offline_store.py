@@ -77,11 +77,12 @@ from pydantic import StrictInt, StrictStr
 
 from l2lab import atomic
 from l2lab.featurestore import pit_join
-from l2lab.featurestore.parquet_source import ParquetSource, quote
+from l2lab.featurestore.parquet_source import ParquetSource, literal, quote
 
 log = logging.getLogger(__name__)
 
 STORE_TYPE = "l2lab.featurestore.offline_store.L2labOfflineStore"
+MAX_IN_LIST = 1000  # distinct entity keys up to which the source read is filtered on them
 
 
 class L2labOfflineStoreConfig(FeastConfigBaseModel):
@@ -166,8 +167,26 @@ def time_ns(column: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
     return column.cast(pa.int64())
 
 
-def read_view(con: duckdb.DuckDBPyConnection, plan: ViewPlan, ts_min: int, ts_max: int) -> pa.Table:
-    """The view's rows that can match entity times in [ts_min, ts_max]: ``__k*``, ``__ts``, ``__cts``, features."""
+def key_filter(column: str, source_type: str, values: pa.ChunkedArray) -> str | None:
+    """``column IN (...)`` over the distinct entity keys, or None when there are too many or the types are not
+    both strings or both integers. On a hive partition column (``symbol=…``) DuckDB then skips the other
+    symbols' files."""
+    distinct = pa.compute.unique(values.combine_chunks()).drop_null()
+    if len(distinct) > MAX_IN_LIST:
+        return None
+    if (pa.types.is_string(distinct.type) or pa.types.is_large_string(distinct.type)) and source_type == "VARCHAR":
+        items = [literal(v) for v in distinct.to_pylist()]
+    elif pa.types.is_integer(distinct.type) and source_type in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT"):
+        items = [str(int(v)) for v in distinct.to_pylist()]
+    else:
+        return None
+    return f"{quote(column)} IN ({', '.join(items)})" if items else "false"
+
+
+def read_view(con: duckdb.DuckDBPyConnection, plan: ViewPlan, ts_min: int, ts_max: int,
+              entity: pa.Table | None = None) -> pa.Table:
+    """The view's rows that can match entity times in [ts_min, ts_max] (and, given the entity rows, their keys):
+    ``__k*``, ``__ts``, ``__cts``, features."""
     src = plan.source
     need = {col: "join key" for col, _ in plan.keys}
     need[plan.ts] = "timestamp_field"
@@ -183,6 +202,10 @@ def read_view(con: duckdb.DuckDBPyConnection, plan: ViewPlan, ts_min: int, ts_ma
     where = [f"{ts} <= {ts_max}"]
     if plan.ttl_ns and plan.ttl_ns < pit_join.MAX_TTL_NS:
         where.append(f"{ts} >= {ts_min - plan.ttl_ns}")
+    for col, entity_col in plan.keys if entity is not None else []:
+        cond = key_filter(col, src.types(con)[col], entity[entity_col])
+        if cond:
+            where.append(cond)
     return con.execute(f"SELECT {', '.join(cols)} FROM {src.sql()} WHERE {' AND '.join(where)}").to_arrow_table()
 
 
@@ -223,7 +246,7 @@ def _join_group(con: duckdb.DuckDBPyConnection, entity: pa.Table, e_ts: pa.Chunk
     """Output column name -> values for one (merged) view plan."""
     if ts_max is None:  # no entity row has a time: nothing can match
         return {name: pa.nulls(entity.num_rows, t) for (_, name), t in zip(plan.features, _feature_types(con, plan))}
-    feats = read_view(con, plan, ts_min, ts_max)
+    feats = read_view(con, plan, ts_min, ts_max, entity)
     narrow = {f"__k{i}": entity[col] for i, (_, col) in enumerate(plan.keys)}
     narrow["__ts"] = e_ts
     try:

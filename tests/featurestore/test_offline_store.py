@@ -22,7 +22,7 @@ from feast.types import Float64, Int64
 from offline_store_reference import RefView, brute_force, write_hive
 
 from l2lab.featurestore import pit_join
-from l2lab.featurestore.offline_store import STORE_TYPE, L2labOfflineStore
+from l2lab.featurestore.offline_store import MAX_IN_LIST, STORE_TYPE, L2labOfflineStore, key_filter
 
 T0_NS = 1_767_225_600_000_000_000  # 2026-01-01 UTC
 SEC = 1_000_000_000
@@ -76,6 +76,17 @@ def test_match_rows_with_no_feature_rows():
     entity = pa.table({"__k0": ["a", None], "__ts": pa.array([T0_NS, None], pa.int64())})
     empty = pa.table({"__k0": pa.array([], pa.string()), "__ts": pa.array([], pa.int64())})
     assert pit_join.match_rows(con, entity, empty, 1).tolist() == [-1, -1]
+
+
+def test_key_filter_lists_the_distinct_entity_keys():
+    keys = pa.chunked_array([["a", None, "a"], ["b'c"]])
+    assert key_filter("symbol", "VARCHAR", keys) == """"symbol" IN ('a', 'b''c')"""
+    assert key_filter("id", "BIGINT", pa.chunked_array([[3, 1, 3]])) == '"id" IN (3, 1)'
+    assert key_filter("id", "VARCHAR", pa.chunked_array([[3, 1]])) is None          # types differ: no filter
+    assert key_filter("x", "DOUBLE", pa.chunked_array([[1.5]])) is None
+    assert key_filter("s", "VARCHAR", pa.chunked_array([[None, None]], pa.string())) == "false"
+    many = pa.chunked_array([[str(i) for i in range(MAX_IN_LIST + 1)]])
+    assert key_filter("s", "VARCHAR", many) is None
 
 
 # ---- the store through Feast, on l2lab's layout ------------------------------------------------------------
