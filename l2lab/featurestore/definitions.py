@@ -12,10 +12,11 @@ Sources are Feast ``FileSource`` s over the hive-partitioned Parquet trees, give
 timestamp column ``event_timestamp`` (= ``ts_ns``, the time the row became available, ``kernels.pipeline``).
 Labels (``silver/labels_<grid>``) are deliberately absent: they are entity rows, never features.
 
-Every view also carries its row stamp as ``<view>_ts_ns`` (int64 ns; the source's ``ts_ns`` column, renamed by
-the source's field mapping, which is why each view has its own source over the shared files). Training sets
-request it to prove that every joined row is stamped at or before its entity row; the live scorer can read it to
-see how old an online value is. Feature services list the catalog features only.
+Every view also carries its row stamp ``ts_ns`` (int64 UTC ns, the same instant as ``event_timestamp``) as a
+field tagged ``role=stamp``. Training sets request it (``<view>:ts_ns`` with full feature names) to prove that
+every joined row is stamped at or before its entity row; the live scorer can read it to see how old an online
+value is. Feature services list the catalog features only. (No field mapping renames it per view: Feast 0.67's
+materialization drops a batch source's field mapping when the view also has a push source.)
 """
 
 from __future__ import annotations
@@ -46,10 +47,6 @@ LADDER_PREFIXES = ("bid_px_L", "ask_px_L", "bid_sz_L", "ask_sz_L")
 
 def view_name(family: str, grid: str | None) -> str:
     return family if family in GOLD_TABLES else f"{family}_{grid}"
-
-
-def stamp_field(view: str) -> str:
-    return f"{view}_{STAMP_COLUMN}"
 
 
 def source_glob(data_root: Path, table: str, grid: str | None) -> str:
@@ -122,8 +119,7 @@ def build(data_root: str | Path) -> Definitions:
         name = view_name(family, grid)
         where = f"{table} table" + (f", {grid} grid" if grid else "")
         src = FileSource(name=f"{name}_source", path=source_glob(data_root, table, grid), file_format=ParquetFormat(),
-                         timestamp_field=TIMESTAMP_FIELD, field_mapping={STAMP_COLUMN: stamp_field(name)},
-                         description=f"l2lab {where} (Parquet, hive-partitioned)")
+                         timestamp_field=TIMESTAMP_FIELD, description=f"l2lab {where} (Parquet, hive-partitioned)")
         d.sources[name] = src
         source = src
         if table in ("book", "cross_asset"):
@@ -131,7 +127,7 @@ def build(data_root: str | Path) -> Definitions:
                                 description=f"live rows of {name} straight to the online store")
             d.push_sources[name] = source
         fields = [Field(name="symbol", dtype=String),
-                  Field(name=stamp_field(name), dtype=Int64,
+                  Field(name=STAMP_COLUMN, dtype=Int64,
                         description="the row's stamp ts_ns (UTC ns, when it became available)",
                         tags={"role": "stamp"}),
                   *(feature_field(s) for s in fam_specs)]

@@ -8,7 +8,7 @@ stamped at or before the entity time and no older than the view's TTL.
 Leakage guards, all refusing with ``LeakageError``:
 * a requested feature must be in the catalog (which only holds forward reach 0) and not look like a label
   (``kernels.catalog.check_not_label``); its registered tags must say forward reach 0;
-* every view must carry its row stamp (``<view>_ts_ns``); the stamps are joined with the features and every one
+* every view must carry its row stamp (field ``ts_ns``); the stamps are joined with the features and every one
   must be at or before its entity time and within the TTL (a source stamped earlier than its data is caught);
   a row without a stamp must have no feature values.
 
@@ -91,7 +91,7 @@ def resolve_features(store, defs: definitions.Definitions, grid: str, feature_se
     if feature_service:
         service = store.get_feature_service(feature_service)
         pairs = [(p.name_to_use(), f.name) for p in service.feature_view_projections for f in p.features
-                 if f.name != definitions.stamp_field(p.name)]  # a service over whole views lists the stamp too
+                 if f.name != definitions.STAMP_COLUMN]  # a service over whole views lists the stamp too
     else:
         pairs = []
         for name in features:
@@ -104,9 +104,12 @@ def resolve_features(store, defs: definitions.Definitions, grid: str, feature_se
         if name in seen:
             raise ValueError(f"feature {name!r} requested from two views ({seen[name]}, {view})")
         seen[name] = view
-        registered = {f.name: f for f in store.get_feature_view(view).features}
+        registered = {f.name: f for f in store.get_feature_view(view, allow_registry_cache=True).features}
         if name not in registered:
             raise KeyError(f"feature view {view!r} has no feature {name!r}")
+        if definitions.STAMP_COLUMN not in registered:
+            raise LeakageError(f"feature view {view!r} has no row stamp field {definitions.STAMP_COLUMN!r}: "
+                               f"its rows cannot be proven point in time")
         reach = registered[name].tags.get("forward_reach")
         if reach != "0":
             raise LeakageError(f"{view}:{name} is registered with forward reach {reach!r}, not 0")
@@ -134,7 +137,7 @@ def check_stamps(joined: pa.Table, pairs: list[tuple[str, str]], store) -> None:
     entity_ns = joined.column("ts_ns").to_numpy()
     symbol = joined.column("symbol")
     for view in dict.fromkeys(v for v, _ in pairs):
-        col = joined.column(f"{view}__{definitions.stamp_field(view)}")
+        col = joined.column(f"{view}__{definitions.STAMP_COLUMN}")
         have = pc.is_valid(col).to_numpy(zero_copy_only=False)
         stamp = pc.fill_null(col, 0).to_numpy().astype(np.int64)
         late = have & (stamp > entity_ns)
@@ -143,7 +146,7 @@ def check_stamps(joined: pa.Table, pairs: list[tuple[str, str]], store) -> None:
             raise LeakageError(f"{view}: a joined row is stamped {int(stamp[i])} after its entity row "
                                f"({symbol[i].as_py()} {int(entity_ns[i])}): its source is stamped earlier than its "
                                f"data ({int(late.sum())} rows)")
-        ttl = store.get_feature_view(view).ttl
+        ttl = store.get_feature_view(view, allow_registry_cache=True).ttl
         if ttl:
             old = have & (entity_ns - stamp > int(ttl.total_seconds()) * 1_000_000_000)
             if old.any():
@@ -177,7 +180,7 @@ def build_trainset(data_root, out_dir, *, grid: str = "1s", labels: list[str], f
     if rows.empty:
         raise ValueError(f"no label rows with a value for {labels} in the requested range")
     views = list(dict.fromkeys(v for v, _ in pairs))
-    refs = [f"{v}:{n}" for v, n in pairs] + [f"{v}:{definitions.stamp_field(v)}" for v in views]
+    refs = [f"{v}:{n}" for v, n in pairs] + [f"{v}:{definitions.STAMP_COLUMN}" for v in views]
     entity_df = rows[["symbol", "ts_ns"]].copy()
     entity_df["event_timestamp"] = pd.to_datetime(entity_df["ts_ns"], utc=True)
     joined = store.get_historical_features(entity_df=entity_df, features=refs, full_feature_names=True).to_arrow()

@@ -2,9 +2,7 @@
 Feast repository, shared by every feature-store test module."""
 
 import pytest
-
-START = 1_767_574_800_000_000_000 - 90 * 10**9  # 2026-01-05T00:58:30Z: the session crosses into hour 01
-SECONDS = 150.0
+from feast_session import SECONDS, START
 
 
 @pytest.fixture(scope="session")

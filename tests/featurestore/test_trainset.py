@@ -132,9 +132,9 @@ def canary_objects(feast_root, feast_store, tmp_path, *, field_name, reach="0", 
     df.to_parquet(path)
     name = "canary_1s"
     src = FileSource(name="canary_1s_source", path=str(path), file_format=ParquetFormat(),
-                     timestamp_field="event_timestamp", field_mapping={"ts_ns": definitions.stamp_field(name)})
+                     timestamp_field="event_timestamp")
     view = FeatureView(name=name, entities=[feast_store.get_entity("symbol")], ttl=definitions.GRID_TTL, source=src,
-                       schema=[Field(name="symbol", dtype=String), Field(name=definitions.stamp_field(name), dtype=Int64),
+                       schema=[Field(name="symbol", dtype=String), Field(name=definitions.STAMP_COLUMN, dtype=Int64),
                                Field(name=field_name, dtype=Float64, tags={"forward_reach": reach})])
     service = FeatureService(name="canary", features=[view])
     feast_store.apply([src, view, service])
