@@ -104,3 +104,34 @@ def test_data_root_rule(monkeypatch, tmp_path):
     assert data_root_for(tmp_path / "repo") == tmp_path / "data"
     monkeypatch.setenv("L2LAB_DATA", str(tmp_path / "elsewhere"))
     assert data_root_for() == tmp_path / "elsewhere"
+
+
+@pytest.mark.slow
+def test_feast_ui_serves_the_registry_on_localhost(feast_root, feast_store):
+    """`l2lab feast ui` on 127.0.0.1: the UI answers and its REST API lists the generated views."""
+    import json
+    import time
+    import urllib.request
+
+    from l2lab.featurestore.cli import feast_argv, feast_env
+    from l2lab.featurestore.online import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(feast_argv(["ui", "--port", str(port)]), env=feast_env(feast_root),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, body = time.monotonic() + 120, None
+        while time.monotonic() < deadline and body is None:
+            assert proc.poll() is None, "feast ui exited"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/projects-list.json", timeout=2) as r:
+                    body = json.loads(r.read())
+            except OSError:
+                time.sleep(0.5)
+        assert body and body["projects"][0]["id"] == "l2lab"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/feature_views?project=l2lab", timeout=30) as r:
+            text = r.read().decode()
+        assert "structural_1s" in text and "cross_asset_100ms" in text
+    finally:
+        proc.terminate()
+        proc.wait(30)
