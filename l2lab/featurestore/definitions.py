@@ -37,9 +37,12 @@ BOOK_FAMILIES = ("structural", "dynamic", "rolling", "advanced", "trade_flow", "
 GOLD_TABLES = ("hourly", "cross_sectional")
 TIMESTAMP_FIELD = "event_timestamp"
 STAMP_COLUMN = "ts_ns"
-# How old a row may be and still join (Feast's TTL, also where materialize-incremental starts the first time):
-# two hours cover the hourly build cycle (silver is written once an hour is over) and one missing hourly row.
-GRID_TTL = timedelta(hours=2)
+# How old a row may be and still join (Feast's TTL). Grid views: 30 grid steps. Entity rows on the view's own
+# grid join the row of the same instant; the TTL only bounds how stale a book row may be for other entity times,
+# and keeps the point-in-time join small (the join's range predicate holds ~30 candidate rows per entity row).
+# Gold views: two hours (one hourly row may be missing). Feast's first materialize-incremental of a view starts
+# at now - TTL: use `feast materialize START END` once for older data.
+GRID_TTL = {"100ms": timedelta(seconds=3), "1s": timedelta(seconds=30)}
 GOLD_TTL = timedelta(hours=2)
 # per-level ladder columns left out of the compact services (the touch L0 stays)
 LADDER_PREFIXES = ("bid_px_L", "ask_px_L", "bid_sz_L", "ask_sz_L")
@@ -132,7 +135,7 @@ def build(data_root: str | Path) -> Definitions:
                         tags={"role": "stamp"}),
                   *(feature_field(s) for s in fam_specs)]
         d.views[name] = FeatureView(
-            name=name, entities=[entity], ttl=GRID_TTL if grid else GOLD_TTL, schema=fields, source=source,
+            name=name, entities=[entity], ttl=GRID_TTL[grid] if grid else GOLD_TTL, schema=fields, source=source,
             online=True, description=f"{family} features ({where}), generated from kernels.catalog",
             tags={"family": family, "table": table, "grid": grid or "1h"})
         d.view_features[name] = [s.name for s in fam_specs]

@@ -77,20 +77,37 @@ def get_online(store: FeatureStore, symbols, features, grid: str = "1s") -> pd.D
     symbols = [symbols] if isinstance(symbols, str) else list(symbols)
     resp = store.get_online_features(features=_features_arg(store, features, grid),
                                      entity_rows=[{"symbol": s} for s in symbols])
-    return _frame(resp.to_dict())
+    proto = resp.proto
+    names = list(proto.metadata.feature_names.val)
+    columns = {}
+    for name, vector in zip(names, proto.results):
+        if name == "symbol":
+            columns[name] = [v.string_val for v in vector.values]
+        elif _is_stamp(name):
+            columns[name] = [v.int64_val if v.WhichOneof("val") else None for v in vector.values]
+        else:  # every catalog feature is a double; a value never written has no field set
+            columns[name] = [v.double_val if v.WhichOneof("val") else np.nan for v in vector.values]
+    return _frame(columns)
+
+
+def _is_stamp(name: str) -> bool:
+    return name == definitions.STAMP_COLUMN or name.endswith(f"__{definitions.STAMP_COLUMN}")
 
 
 def _frame(columns: dict) -> pd.DataFrame:
-    """Columns of Python values -> frame: stamps as nullable int64 (exact ns), features float64 (missing: NaN)."""
-    out = {}
-    for c, values in columns.items():
+    """Columns of Python values -> one frame: ``symbol``, stamps as nullable int64 (exact ns), features float64
+    (missing: NaN), in the given order; the float columns become one block (a wide frame is built in one go)."""
+    names = list(columns)
+    floats = [c for c in names if c != "symbol" and not _is_stamp(c)]
+    n = len(next(iter(columns.values()))) if columns else 0
+    matrix = np.array([[np.nan if v is None else v for v in columns[c]] for c in floats], np.float64).reshape(-1, n)
+    df = pd.DataFrame(matrix.T, columns=floats)
+    for i, c in enumerate(names):
         if c == "symbol":
-            out[c] = values
-        elif c == definitions.STAMP_COLUMN or c.endswith(f"__{definitions.STAMP_COLUMN}"):
-            out[c] = pd.array(values, dtype="Int64")
-        else:
-            out[c] = np.array([np.nan if v is None else v for v in values], np.float64)
-    return pd.DataFrame(out)
+            df.insert(i, c, columns[c])
+        elif _is_stamp(c):
+            df.insert(i, c, pd.array(columns[c], dtype="Int64"))
+    return df
 
 
 def push(store: FeatureStore, view: str, df: pd.DataFrame) -> int:

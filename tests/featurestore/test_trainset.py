@@ -78,7 +78,7 @@ def test_trainset_equals_brute_force_asof(feast_root, book_trainset):
     assert (df["event_timestamp"].astype("int64") == df["ts_ns"]).all()
     for lb in LABELS:
         np.testing.assert_array_equal(df[lb].to_numpy(), labels[lb].to_numpy())
-    want = brute_force(feast_root, df[["symbol", "ts_ns"]], book_features, definitions.GRID_TTL)
+    want = brute_force(feast_root, df[["symbol", "ts_ns"]], book_features, definitions.GRID_TTL["1s"])
     for f in book_features:
         np.testing.assert_array_equal(df[f].to_numpy(float), want[f].to_numpy(), err_msg=f)
     # the leader has no cross-asset rows; every other symbol has them, and most book features are defined
@@ -108,7 +108,7 @@ def test_feature_list_range_and_symbols_through_the_cli(feast_root, feast_store,
                                    "xa_leader_ret_1s", "tf_signed_count_10s"]
     assert set(df["symbol"]) == {"ETH-USD"} and df["ts_ns"].min() == start and df["ts_ns"].max() == end - 10**9
     want = brute_force(feast_root, df[["symbol", "ts_ns"]], ["ofi_L0", "xa_leader_ret_1s", "tf_signed_count_10s"],
-                       definitions.GRID_TTL)
+                       definitions.GRID_TTL["1s"])
     for f in want:
         np.testing.assert_array_equal(df[f].to_numpy(float), want[f].to_numpy(), err_msg=f)
     # a label asked for as a feature: a clear error, no traceback
@@ -133,7 +133,7 @@ def canary_objects(feast_root, feast_store, tmp_path, *, field_name, reach="0", 
     name = "canary_1s"
     src = FileSource(name="canary_1s_source", path=str(path), file_format=ParquetFormat(),
                      timestamp_field="event_timestamp")
-    view = FeatureView(name=name, entities=[feast_store.get_entity("symbol")], ttl=definitions.GRID_TTL, source=src,
+    view = FeatureView(name=name, entities=[feast_store.get_entity("symbol")], ttl=definitions.GRID_TTL["1s"], source=src,
                        schema=[Field(name="symbol", dtype=String), Field(name=definitions.STAMP_COLUMN, dtype=Int64),
                                Field(name=field_name, dtype=Float64, tags={"forward_reach": reach})])
     service = FeatureService(name="canary", features=[view])
