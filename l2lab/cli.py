@@ -18,7 +18,6 @@ COMMAND_MODULES = [
     "l2lab.warehouse",
     "kernels.catalog",
     "l2lab.featurestore.cli",
-    "l2lab.featurestore.trainset",
     "l2lab.demo",
 ]
 

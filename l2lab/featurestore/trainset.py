@@ -1,4 +1,4 @@
-"""Point-in-time training sets through Feast: ``l2lab trainset`` and ``build_trainset``.
+"""Point-in-time training sets through Feast: ``build_trainset`` (``l2lab trainset``).
 
 Entity rows are label-table rows (``silver/labels_<grid>``: symbol, ``ts_ns``, the chosen labels), dropping rows
 where every chosen label is missing (e.g. after a recording stops). Features come through a feature service (or a
@@ -19,7 +19,6 @@ time) and ``manifest.json`` (features, labels, grid, service, catalog hash, symb
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 from pathlib import Path
 
@@ -217,46 +216,6 @@ def build_trainset(data_root, out_dir, *, grid: str = "1s", labels: list[str], f
     }
     atomic.write_json(out_dir / MANIFEST_FILE, manifest)
     return out_dir
-
-
-def register(sub) -> None:
-    p = sub.add_parser("trainset", help="a point-in-time training set through Feast (label rows + features)",
-                       description="Entity rows are the label table's rows on the grid; features come through a "
-                                   "Feast feature service (or --features). Writes trainset.parquet and manifest.json.")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--grid", default="1s", choices=definitions.GRIDS)
-    p.add_argument("--labels", required=True, help="comma-separated label names (l2lab features list --labels)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--feature-service", help="e.g. book_1s, compact_1s, flow_1s (default: book_<grid>)")
-    g.add_argument("--features", help="comma-separated catalog feature names instead of a service")
-    p.add_argument("--symbols", help="comma-separated (default: all)")
-    p.add_argument("--exchange", help="only this exchange's partitions (default: all)")
-    p.add_argument("--start", help="first entity time (ISO UTC or int ns), inclusive")
-    p.add_argument("--end", help="last entity time (ISO UTC or int ns), exclusive")
-    p.set_defaults(func=run)
-
-
-def run(args) -> int:
-    from l2lab.cli import CLIError
-    from l2lab.settings import Settings
-
-    def time_arg(v):
-        return int(v) if v and v.lstrip("-").isdigit() else v
-
-    features = [f.strip() for f in args.features.split(",")] if args.features else None
-    service = args.feature_service or (None if features else f"book_{args.grid}")
-    try:
-        out = build_trainset(Settings.load(args.data_root).data_root, args.out, grid=args.grid,
-                             labels=[lb.strip() for lb in args.labels.split(",")], feature_service=service,
-                             features=features, symbols=args.symbols.split(",") if args.symbols else None,
-                             start=time_arg(args.start), end=time_arg(args.end), exchange=args.exchange)
-    except (LeakageError, ValueError, KeyError, FileNotFoundError) as exc:
-        raise CLIError(str(exc)) from None
-    m = json.loads((out / MANIFEST_FILE).read_text())
-    worst = sorted(m["null_rates"].items(), key=lambda kv: -kv[1])[:3]
-    print(f"{out / TRAINSET_FILE}: {m['rows']} rows x {len(m['features'])} features, labels {','.join(m['labels'])}, "
-          f"symbols {','.join(m['symbols'])}; highest null rates {worst}")
-    return 0
 
 
 __all__ = ["LeakageError", "build_trainset", "entity_rows", "resolve_features"]
