@@ -142,16 +142,16 @@ def build(data_root: str | Path) -> Definitions:
     for grid in GRIDS:
         grid_views = [view_name(f, grid) for f in (*BOOK_FAMILIES, "cross_asset")]
         grid_views = [v for v in grid_views if v in d.views]
-        _service(d, f"book_{grid}", grid_views, lambda v, f: True,
+        _service(d, f"book_{grid}", grid_views, lambda f: True,
                  f"every book and cross-asset feature on the {grid} grid")
-        _service(d, f"compact_{grid}", grid_views, lambda v, f: not _is_deep_ladder(f),
+        _service(d, f"compact_{grid}", grid_views, lambda f: not _is_deep_ladder(f),
                  f"book and cross-asset features on the {grid} grid without the per-level ladder (L1-L19)")
         _service(d, f"flow_{grid}", [v for v in grid_views if v.rsplit("_", 1)[0] in
-                                     ("dynamic", "trade_flow", "advanced", "cross_asset")], lambda v, f: True,
+                                     ("dynamic", "trade_flow", "advanced", "cross_asset")], lambda f: True,
                  f"order flow, trade flow, toxicity and lead-lag features on the {grid} grid")
     gold = [v for v in GOLD_TABLES if v in d.views]
     if gold:
-        _service(d, "perps_hourly", gold, lambda v, f: True, "hourly and cross-sectional perp features")
+        _service(d, "perps_hourly", gold, lambda f: True, "hourly and cross-sectional perp features")
     return d
 
 
@@ -162,7 +162,7 @@ def _is_deep_ladder(feature: str) -> bool:
 def _service(d: Definitions, name: str, views: list[str], keep, description: str) -> None:
     projections = []
     for v in views:
-        feats = [f for f in d.view_features[v] if keep(v, f)]
+        feats = [f for f in d.view_features[v] if keep(f)]
         if feats:
             projections.append(d.views[v][feats])
     d.services[name] = FeatureService(name=name, features=projections, description=description,
