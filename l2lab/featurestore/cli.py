@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 
 from l2lab.featurestore.paths import REPO_PATH
@@ -55,7 +54,9 @@ def run_feast(args) -> int:
     from l2lab.settings import Settings
 
     root = Settings.load(args.data_root).data_root
-    return subprocess.call(feast_argv(args.feast_args or ["--help"]), env=feast_env(root))
+    argv = feast_argv(args.feast_args or ["--help"])
+    sys.stdout.flush()
+    os.execve(argv[0], argv, feast_env(root))  # Feast replaces this process: signals (stop a server) reach it
 
 
 def register_trainset(sub) -> None:
