@@ -85,10 +85,10 @@ def run_trainset(args) -> int:
         return int(v) if v and v.lstrip("-").isdigit() else v
 
     features = [f.strip() for f in args.features.split(",")] if args.features else None
-    service = args.feature_service or (None if features else f"book_{args.grid}")
     try:
         out = build_trainset(Settings.load(args.data_root).data_root, args.out, grid=args.grid,
-                             labels=[lb.strip() for lb in args.labels.split(",")], feature_service=service,
+                             labels=[lb.strip() for lb in args.labels.split(",")],
+                             feature_service=args.feature_service,
                              features=features, symbols=args.symbols.split(",") if args.symbols else None,
                              start=time_arg(args.start), end=time_arg(args.end), exchange=args.exchange)
     except (LeakageError, ValueError, KeyError, FileNotFoundError) as exc:

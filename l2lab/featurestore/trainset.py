@@ -85,8 +85,8 @@ def entity_rows(data_root: Path, grid: str, labels: list[str], symbols=None, sta
 def resolve_features(store, defs: definitions.Definitions, grid: str, feature_service: str | None,
                      features: list[str] | None) -> list[tuple[str, str]]:
     """(view, feature) pairs requested, after the leakage guards on names and registered tags."""
-    if bool(feature_service) == bool(features):
-        raise ValueError("give exactly one of feature_service and features")
+    if feature_service and features:
+        raise ValueError("give feature_service or features, not both")
     if feature_service:
         service = store.get_feature_service(feature_service)
         pairs = [(p.name_to_use(), f.name) for p in service.feature_view_projections for f in p.features
@@ -159,7 +159,8 @@ def check_stamps(joined: pa.Table, pairs: list[tuple[str, str]], store) -> None:
 def build_trainset(data_root, out_dir, *, grid: str = "1s", labels: list[str], feature_service: str | None = None,
                    features: list[str] | None = None, symbols=None, start=None, end=None,
                    exchange=None) -> Path:
-    """Write ``out_dir/trainset.parquet`` and ``out_dir/manifest.json``; returns ``out_dir``."""
+    """Write ``out_dir/trainset.parquet`` and ``out_dir/manifest.json``; returns ``out_dir``. Features: the
+    ``feature_service``, or the catalog names in ``features``; neither means the service ``book_<grid>``."""
     from kernels.pipeline import catalog_hash
 
     started = time.perf_counter()
@@ -172,6 +173,8 @@ def build_trainset(data_root, out_dir, *, grid: str = "1s", labels: list[str], f
         raise ValueError(f"labels must be catalog labels (`l2lab features list --labels`); unknown: {unknown}")
     symbols = [symbols] if isinstance(symbols, str) else (list(symbols) if symbols else None)
     start_ns, end_ns = to_ns(start), to_ns(end)
+    if not features:
+        feature_service = feature_service or f"book_{grid}"
     store = ensure_applied(data_root)
     defs = definitions.build(data_root)
     pairs = resolve_features(store, defs, grid, feature_service, features)

@@ -54,8 +54,7 @@ def brute_force(root, entity: pd.DataFrame, features: list[str], ttl: timedelta)
 
 @pytest.fixture(scope="module")
 def book_trainset(feast_root, feast_store, tmp_path_factory):
-    out = build_trainset(feast_root, tmp_path_factory.mktemp("ts"), grid="1s", labels=LABELS,
-                         feature_service="book_1s")
+    out = build_trainset(feast_root, tmp_path_factory.mktemp("ts"), grid="1s", labels=LABELS)  # book_1s
     return out
 
 
