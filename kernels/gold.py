@@ -2,8 +2,9 @@
 
 ``gold/hourly/exchange=…/symbol=…/date=…/part-0.parquet`` and ``gold/cross_sectional/exchange=…/date=…/``.
 Hourly tables are partitioned by day, not hour: an hour holds a single row per symbol, and 24 one-row files a day
-would cost more to open than to read. Rows are stamped at bar close + 1 ms (``kernels.hourly``). Bronze bars
-written twice (a re-fetched backfill page) are deduplicated by open time, keeping the latest ingest.
+would cost more to open than to read. Rows are stamped at bar close + 1 ms (``kernels.hourly``), in ``ts_ns`` and
+as Feast's ``event_timestamp``. Bronze bars written twice (a re-fetched backfill page) are deduplicated by open
+time, keeping the latest ingest.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 
 from collectors.bronze import read_dataset
+from kernels.pipeline import event_timestamp
 from l2lab import atomic
 
 
@@ -29,9 +31,9 @@ def _write_by_day(df: pd.DataFrame, base: Path) -> int:
     day = df["hour_start_ns"].to_numpy(np.int64) // 86_400_000_000_000
     n = 0
     for d in np.unique(day):
-        part = df[day == d]
-        atomic.write_parquet(_day_dir(base, int(d) * 86_400_000_000_000) / "part-0.parquet",
-                             pa.Table.from_pandas(part, preserve_index=False))
+        part = pa.Table.from_pandas(df[day == d], preserve_index=False)
+        part = part.append_column("event_timestamp", event_timestamp(part.column("ts_ns").to_numpy()))
+        atomic.write_parquet(_day_dir(base, int(d) * 86_400_000_000_000) / "part-0.parquet", part)
         n += 1
     return n
 

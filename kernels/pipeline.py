@@ -8,8 +8,10 @@ build continues with the same numbers it would have produced in one go. Memory i
 
 Grid row g (100 ms and 1 s by default) holds the book after the last frame received at or before g and the
 trades received in (previous g, g]; it is stamped ``ts_ns = g`` (every input was available at g; the receive
-time of the last input is kept as ``ts_avail_ns``). Labels are computed in a second pass that reads ahead
-across partitions by the longest label horizon.
+time of the last input is kept as ``ts_avail_ns``). The stamp is also written as ``event_timestamp``
+(timestamp[ns, UTC]) for Feast. ``ts_avail_ns`` is not the stamp: row g also says that nothing arrived in
+(``ts_avail_ns``, g] (its windows end at g), which is known only at g. Labels are computed in a second pass that
+reads ahead across partitions by the longest label horizon.
 """
 
 from __future__ import annotations
@@ -33,6 +35,13 @@ from l2lab.schema import L2_EVENT_DTYPE, TRADE_DTYPE
 DEFAULT_GRIDS_MS = (100, 1000)
 STATE_VERSION = 3
 RECENT_IDS = 200_000
+
+
+def event_timestamp(ts_ns) -> pa.Array:
+    """The row stamp ``ts_ns`` (int64 UTC ns, the time the row became available) as ``timestamp[ns, UTC]``:
+    the ``event_timestamp`` column every silver feature and gold table carries for Feast, which needs a
+    timestamp-typed column for its point-in-time joins."""
+    return pa.array(np.asarray(ts_ns, np.int64), pa.timestamp("ns", tz="UTC"))
 
 
 def grid_name(step_ms: int) -> str:
@@ -246,7 +255,8 @@ class FeatureBuilder:
         return cols
 
     def _write(self, symbol: str, g_ms: int, hour_start: int, frame: MarketFrame, cols: dict) -> None:
-        table = pa.table({"ts_ns": frame.t_ns, "ts_avail_ns": frame.avail_ns, "valid": frame.valid,
+        table = pa.table({"ts_ns": frame.t_ns, "event_timestamp": event_timestamp(frame.t_ns),
+                          "ts_avail_ns": frame.avail_ns, "valid": frame.valid,
                           **{k: cols[k] for k in sorted(cols)}})
         folder = partition_dir(self.root / "silver", f"book_features_{grid_name(g_ms)}", self.exchange, symbol,
                                hour_start)
@@ -359,7 +369,8 @@ def build_cross_asset(data_root: Path, exchange: str = "coinbase", leader: str =
                 folder_out = partition_dir(root / "silver", f"cross_asset_{grid_name(g_ms)}", exchange, symbol,
                                            hour_start)
                 atomic.write_parquet(folder_out / "part-0.parquet", pa.table(
-                    {"ts_ns": common, "ts_avail_ns": np.maximum(ff.avail_ns, lf.avail_ns),
+                    {"ts_ns": common, "event_timestamp": event_timestamp(common),
+                     "ts_avail_ns": np.maximum(ff.avail_ns, lf.avail_ns),
                      **{k: out[k] for k in sorted(out)}}))
                 report["partitions"] += 1
                 report["rows"] += len(common)
@@ -379,4 +390,4 @@ def build_all(data_root: Path, exchange: str = "coinbase", grids_ms=DEFAULT_GRID
     return report
 
 
-__all__ = ["FeatureBuilder", "build_all", "build_cross_asset", "build_labels"]
+__all__ = ["FeatureBuilder", "build_all", "build_cross_asset", "build_labels", "event_timestamp"]

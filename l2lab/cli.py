@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "collectors.quality",
     "l2lab.warehouse",
     "kernels.catalog",
+    "l2lab.featurestore.cli",
     "l2lab.demo",
 ]
 

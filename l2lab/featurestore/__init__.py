@@ -1,1 +1,1 @@
-"""Feast integration: l2lab's offline store and feature repository helpers."""
+"""The Feast feature store of l2lab: repository definitions from the catalog, training sets, online serving."""

@@ -141,6 +141,13 @@ def test_labels_cross_asset_and_gold(bronze_root, tmp_path):
     first = uni.klines("BTCUSDT", uni.start_ms, uni.start_ms + 3_540_000)
     assert hourly.column("h_open")[0].as_py() == first["open"][0] and hourly.column("h_close")[0].as_py() == first["close"][-1]
     assert hourly.column("ts_ns")[0].as_py() == (uni.start_ms + 3_600_000) * 1_000_000 + 1_000_000  # close + 1 ms
+    # Feast's timestamp column is the stamp, as timestamp[ns, UTC], in every feature table (never in labels)
+    xs = pq.read_table(next((root / "gold" / "cross_sectional").rglob("*.parquet")))
+    xa_t = pq.read_table(next((root / "silver" / "cross_asset_1s").rglob("*.parquet")))
+    for t in (feats, xa_t, hourly, xs):
+        assert t.schema.field("event_timestamp").type == pa.timestamp("ns", tz="UTC")
+        assert t.column("event_timestamp").cast(pa.int64()).equals(t.column("ts_ns"))
+    assert "event_timestamp" not in lab.column_names
 
 
 def test_open_hours_wait_and_changed_bronze_is_refused(bronze_root, tmp_path):

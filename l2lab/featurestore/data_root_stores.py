@@ -1,0 +1,43 @@
+"""Feast's file registry store and SQLite online store, with a relative ``path`` resolved against the l2lab data
+root (``l2lab.featurestore.paths``) instead of the repo folder.
+
+Feast resolves relative registry and SQLite paths against the repo folder only, and ``feature_store.yaml`` cannot
+say "``$L2LAB_DATA``, else ``../data``". These two thin subclasses, named in ``feature_store.yaml``, make a plain
+``cd feature_repo && feast apply`` write to the same files as ``l2lab feast apply`` and as a test with its own
+temporary data root. Everything else is Feast's own code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from feast.infra.online_stores.sqlite import SqliteOnlineStore, SqliteOnlineStoreConfig
+from feast.infra.registry.file import FileRegistryStore
+from feast.repo_config import RegistryConfig, RepoConfig
+from pydantic import StrictStr
+
+from l2lab.featurestore.paths import FEAST_DIR, under_data_root
+
+
+class DataRootRegistryStore(FileRegistryStore):
+    """Feast's file registry; a relative ``path`` is relative to the l2lab data root, not the repo folder."""
+
+    def __init__(self, registry_config: RegistryConfig, repo_path: Path):
+        super().__init__(registry_config, repo_path)
+        self._filepath = under_data_root(registry_config.path, repo_path)
+        self._filepath.parent.mkdir(parents=True, exist_ok=True)
+
+
+class DataRootSqliteOnlineStoreConfig(SqliteOnlineStoreConfig):
+    type: StrictStr = "l2lab.featurestore.data_root_stores.DataRootSqliteOnlineStore"  # type: ignore[assignment]
+    path: StrictStr = f"{FEAST_DIR}/online.db"
+
+
+class DataRootSqliteOnlineStore(SqliteOnlineStore):
+    """Feast's SQLite online store; a relative ``path`` is relative to the l2lab data root."""
+
+    @staticmethod
+    def _get_db_path(config: RepoConfig) -> str:
+        path = under_data_root(config.online_store.path, config.repo_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return str(path)

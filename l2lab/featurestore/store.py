@@ -1,0 +1,67 @@
+"""Open and apply l2lab's Feast repository for a given data root, in this process.
+
+``feature_repo/feature_store.yaml`` is the one configuration; ``open_store(data_root)`` reads it the way Feast does
+(environment variables expanded) and points the registry and the SQLite online store at absolute paths under
+``<data root>/feast/``, so code and tests can serve any data root without touching the environment. The same
+files are what ``cd feature_repo && L2LAB_DATA=<data root> feast ...`` uses.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+from feast import FeatureStore
+from feast.repo_config import RepoConfig
+
+from l2lab.featurestore import definitions
+from l2lab.featurestore.paths import FEAST_DIR, REPO_PATH
+
+YAML_NAME = "feature_store.yaml"
+
+
+def repo_config(data_root: str | os.PathLike) -> RepoConfig:
+    root = Path(data_root).resolve()
+    raw = yaml.safe_load(os.path.expandvars((REPO_PATH / YAML_NAME).read_text()))
+    for key in ("registry", "online_store"):
+        section = raw[key] if isinstance(raw[key], dict) else {"path": raw[key]}
+        if not Path(section["path"]).is_absolute():
+            section["path"] = str(root / section["path"])
+        raw[key] = section
+    (root / FEAST_DIR).mkdir(parents=True, exist_ok=True)
+    config = RepoConfig(**raw)
+    config.repo_path = REPO_PATH
+    return config
+
+
+def open_store(data_root: str | os.PathLike) -> FeatureStore:
+    """A ``FeatureStore`` on the repository's configuration with its files under ``<data_root>/feast/``."""
+    return FeatureStore(repo_path=str(REPO_PATH), config=repo_config(data_root))
+
+
+def apply(data_root: str | os.PathLike, store: FeatureStore | None = None) -> FeatureStore:
+    """Register every generated definition (what ``feast apply`` does with ``feature_repo/repo.py``)."""
+    store = store or open_store(data_root)
+    store.apply(definitions.build(data_root).objects())
+    return store
+
+
+def ensure_applied(data_root: str | os.PathLike) -> FeatureStore:
+    """The store, applied first if its registry does not exist yet; refuses a registry whose generated sources
+    were applied for another data root (they would read other files)."""
+    store = open_store(data_root)
+    try:
+        sources = store.list_data_sources()
+    except FileNotFoundError:
+        return apply(data_root, store)
+    if not sources:
+        return apply(data_root, store)
+    want = str(Path(data_root).resolve())
+    generated = {src.name for src in definitions.build(data_root).sources.values()}
+    for src in sources:
+        path = getattr(src, "path", None)
+        if src.name in generated and path and not path.startswith(want + os.sep):
+            raise RuntimeError(f"the Feast registry under {want}/{FEAST_DIR} was applied for other data ({path}); "
+                               f"run `l2lab --data-root {want} feast apply`")
+    return store
