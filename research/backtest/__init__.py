@@ -1,0 +1,37 @@
+"""Event-driven, cost-aware backtest of model predictions against the exact rebuilt L2 book.
+
+Use
+    >>> from research.backtest import run_backtest
+    >>> result = run_backtest(predictions, data_root, {"fees": {"tiers": [{"taker_bps": 2.0}]}})
+    >>> result.metrics["net_pnl"], result.metrics["sharpe"], result.metrics["deflated_sharpe"]["dsr"]
+    >>> result.save("out/")          # metrics.json, config.json, trades.parquet, equity.parquet, *.png
+
+    ``predictions``: a DataFrame with ``symbol`` (str), ``ts_ns`` (int64 UTC ns at which the prediction was
+    available: the strategy decides then), ``score`` (P(up) by default; a predicted log return with
+    ``gates.score_kind: return``) and optionally ``horizon_s`` (the prediction's horizon; the default holding
+    time). ``data_root``: the folder holding ``bronze/l2_events`` and ``bronze/trades``. ``config``: None, a dict,
+    a YAML path or a :class:`BacktestConfig` (sections fees, latency, execution, gates, sizing, exits, metrics;
+    see research.backtest.config). CLI: ``l2lab backtest --predictions P.parquet [--config C.yaml] --out DIR``.
+
+What it does (one module each)
+    market      bronze rows streamed hour by hour; the exact book (kernels.book) at any time
+    bars        what the strategy sees at each prediction time (observed book, trade range)
+    gates       z-edge, EV-after-costs, rolling quantile, persistence, warmup, sigma floor; sizing
+    latency     decision -> order arrival: the book an order meets is later than the one it was decided on
+    fills       numba kernels: market orders walk the book; resting orders through a queue-position model
+    execution   one order's execution and its cost breakdown (latency, spread, impact vs the decision mid)
+    fees        maker/taker fee tiers
+    engine      the event loop (bars, arrivals, resting-order ends): entries, ATR OCO armed one bar after
+                entry, timed exit, cooldown, hold-to-horizon with or without overlap
+    metrics     gross/net PnL, Sharpe (annualization stated), Sortino, drawdown, turnover, hit rate, deflated
+                Sharpe (Bailey & Lopez de Prado 2014)
+    capacity    net PnL against size on the recorded arrival books
+    sweep       Optuna search evaluated walk-forward, every trial recorded, deflated Sharpe with its trial count
+    timing      execution timing: predicted cost of trading now vs in k seconds, against the realized cost
+    plots       PNGs
+"""
+
+from research.backtest.config import BacktestConfig, ConfigError, load_config
+from research.backtest.run import BacktestResult, run_backtest
+
+__all__ = ["BacktestConfig", "BacktestResult", "ConfigError", "load_config", "run_backtest"]

@@ -1,0 +1,170 @@
+"""Market data for the backtest: one symbol's bronze ``l2_events`` and ``trades``, streamed hour partition by hour
+partition, with the exact book rebuilt by :class:`kernels.book.BookRebuilder` up to any requested time.
+
+Queries go forward in time. Only the partitions between the cursor and the furthest time asked for are in
+memory (a partition is dropped once the cursor has passed it), so memory is bounded by a few hours of one symbol.
+The book "at t" is the book after every frame received at or before t (a frame is applied whole).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from collectors.bronze import HOUR_NS
+from kernels.book import BookRebuilder
+from kernels.pipeline import _dedupe_trades, _exps, _hour_dirs, _hour_start, _read_struct
+from l2lab.schema import FLAG_FRAME_END, L2_EVENT_DTYPE, TRADE_DTYPE
+
+_REBUILDERS: dict[int, BookRebuilder] = {}
+
+
+def rebuilder(depth: int) -> BookRebuilder:
+    """One rebuilder per depth per process (its ladder is 16 MB: allocate once, reset between symbols)."""
+    rb = _REBUILDERS.get(depth)
+    if rb is None:
+        rb = _REBUILDERS[depth] = BookRebuilder(1, depth=depth, grids_ns=(), event_time=False)
+    rb.reset()
+    return rb
+
+
+@dataclass
+class Book:
+    """One side pair of the book in real units, best first (size 0 = no level), and whether it is whole."""
+
+    t_ns: int
+    bid_px: np.ndarray
+    bid_sz: np.ndarray
+    ask_px: np.ndarray
+    ask_sz: np.ndarray
+    valid: bool
+
+    @property
+    def two_sided(self) -> bool:
+        return self.valid and self.bid_sz[0] > 0 and self.ask_sz[0] > 0 and self.bid_px[0] < self.ask_px[0]
+
+    @property
+    def mid(self) -> float:
+        return 0.5 * (self.bid_px[0] + self.ask_px[0]) if self.two_sided else np.nan
+
+    def side(self, taker_buy: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The levels a taker order walks: asks for a buy, bids for a sell."""
+        return (self.ask_px, self.ask_sz) if taker_buy else (self.bid_px, self.bid_sz)
+
+
+def exchanges(data_root) -> list[str]:
+    base = Path(data_root) / "bronze" / "l2_events"
+    return sorted(d.name.split("=", 1)[1] for d in base.glob("exchange=*")) if base.exists() else []
+
+
+def find_exchange(data_root, symbol: str, exchange: str | None) -> str:
+    """The exchange partition holding ``symbol`` (the given one, else the only one that has it)."""
+    if exchange is not None:
+        return exchange
+    have = [ex for ex in exchanges(data_root)
+            if (Path(data_root) / "bronze" / "l2_events" / f"exchange={ex}" / f"symbol={symbol}").exists()]
+    if len(have) != 1:
+        raise FileNotFoundError(f"{data_root}/bronze/l2_events: symbol {symbol} found under exchanges {have or 'none'};"
+                                f" set config exchange")
+    return have[0]
+
+
+class SymbolTape:
+    """Bronze L2 rows and trades of one symbol, loaded hour by hour as time advances; a book cursor on top."""
+
+    def __init__(self, data_root, exchange: str, symbol: str, depth: int = 20):
+        root = Path(data_root) / "bronze"
+        self.symbol = symbol
+        self.l2_base = root / "l2_events" / f"exchange={exchange}" / f"symbol={symbol}"
+        self.tr_base = root / "trades" / f"exchange={exchange}" / f"symbol={symbol}"
+        self.hours = _hour_dirs(self.l2_base)
+        if not self.hours:
+            raise FileNotFoundError(f"{self.l2_base}: no bronze l2_events partitions")
+        self.price_exp, self.size_exp = _exps(self.hours[0][2])
+        self.pdiv, self.sdiv = 10.0 ** self.price_exp, 10.0 ** self.size_exp
+        self.rb = rebuilder(depth)
+        self.depth = depth
+        self._recent_ids: dict = {}
+        self._next_hour = 0
+        self._parts: list[tuple[int, int]] = []  # (l2 rows, trades) per loaded partition, oldest first
+        self.ev = np.empty(0, L2_EVENT_DTYPE)
+        self.tr = np.empty(0, TRADE_DTYPE)
+        self.ev_ts = np.empty(0, np.int64)  # contiguous copies of the receive times (searchsorted needs them)
+        self.tr_ts = np.empty(0, np.int64)
+        self.pos = 0  # rows of self.ev already fed to the book
+        self.rows_fed = 0
+        self.trades_loaded = 0
+
+    @property
+    def loaded_until_ns(self) -> int:
+        """Every row received before this time is loaded (or does not exist)."""
+        if self._next_hour >= len(self.hours):
+            return np.iinfo(np.int64).max
+        date, hour, _ = self.hours[self._next_hour]
+        return _hour_start(f"{date}/{hour}")
+
+    def ensure(self, t_ns: int) -> None:
+        """Load partitions until every row received at or before ``t_ns`` is in memory."""
+        while self._next_hour < len(self.hours) and self.loaded_until_ns <= t_ns:
+            date, hour, folder = self.hours[self._next_hour]
+            ev = _read_struct(folder, L2_EVENT_DTYPE)
+            tr = _dedupe_trades(_read_struct(self.tr_base / f"date={date}" / f"hour={hour}", TRADE_DTYPE),
+                                self._recent_ids)
+            self._next_hour += 1
+            self._parts.append((len(ev), len(tr)))
+            self.ev = np.concatenate([self.ev, ev]) if len(self.ev) else ev
+            self.tr = np.concatenate([self.tr, tr]) if len(self.tr) else tr
+            self.ev_ts = np.ascontiguousarray(self.ev["ts_recv_ns"])
+            self.tr_ts = np.ascontiguousarray(self.tr["ts_recv_ns"])
+            self.trades_loaded += len(tr)
+
+    def _trim(self) -> None:
+        """Drop leading partitions the book has fully consumed (keep the last one loaded)."""
+        drop_ev = drop_tr = 0
+        while len(self._parts) > 1 and self.pos - drop_ev >= self._parts[0][0]:
+            n_ev, n_tr = self._parts.pop(0)
+            drop_ev += n_ev
+            drop_tr += n_tr
+        if drop_ev:
+            self.ev = self.ev[drop_ev:]
+            self.tr = self.tr[drop_tr:]
+            self.ev_ts = self.ev_ts[drop_ev:]
+            self.tr_ts = self.tr_ts[drop_tr:]
+            self.pos -= drop_ev
+
+    def advance(self, t_ns: int) -> None:
+        """Feed the book every whole frame received at or before ``t_ns``."""
+        self.ensure(t_ns)
+        idx = int(np.searchsorted(self.ev_ts, t_ns, side="right"))
+        while idx > self.pos and not self.ev[idx - 1]["flags"] & FLAG_FRAME_END:
+            idx -= 1  # a frame is applied whole or not at all
+        if idx > self.pos:
+            self.rb.process(self.ev[self.pos:idx])
+            self.rows_fed += idx - self.pos
+            self.pos = idx
+            self._trim()
+
+    def book(self, t_ns: int) -> Book:
+        """The book after every frame received at or before ``t_ns``."""
+        self.advance(t_ns)
+        top = self.rb.top()
+        sdiv, pdiv = self.sdiv, self.pdiv
+        return Book(int(t_ns), top.bid_px[0] / pdiv, top.bid_sz[0] / sdiv, top.ask_px[0] / pdiv,
+                    top.ask_sz[0] / sdiv, bool(top.valid[0]))
+
+    def rows_after(self, t0_ns: int, t1_ns: int) -> tuple[np.ndarray, np.ndarray]:
+        """L2 rows and trades received in (t0, t1] (loads ahead as needed; does not move the book)."""
+        self.ensure(t1_ns)
+        a, b = np.searchsorted(self.ev_ts, [t0_ns, t1_ns], side="right")
+        c, d = np.searchsorted(self.tr_ts, [t0_ns, t1_ns], side="right")
+        return self.ev[a:b], self.tr[c:d]
+
+    def trades_between(self, t0_ns: int, t1_ns: int) -> np.ndarray:
+        return self.rows_after(t0_ns, t1_ns)[1]
+
+    @property
+    def end_ns(self) -> int:
+        date, hour, _ = self.hours[-1]
+        return _hour_start(f"{date}/{hour}") + HOUR_NS
