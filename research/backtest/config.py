@@ -58,6 +58,10 @@ class GateConfig:
     """Entry gates, applied to each prediction row in order (see research.backtest.gates)."""
 
     score_kind: str = "prob"  # "prob": score = P(up); "return": score = predicted log return over the horizon
+    # the score that means "no view" (default 0.5 for prob, 0 for return). A classifier whose label counts ties
+    # as "down", or a regression fitted on a trending sample, has a base rate away from it: pass the training
+    # mean of the model's scores, or every prediction leans one way
+    score_center: float | None = None
     z_threshold: float = 0.0  # |z-edge| must be at least this
     ev_multiple: float = 0.0  # expected gain must exceed ev_multiple x expected round-trip cost (0: off)
     quantile: float = 0.0  # |edge| must be above its rolling quantile over quantile_window bars (0: off)
@@ -106,7 +110,7 @@ class ExitConfig:
 @dataclass
 class MetricsConfig:
     period_s: float = 60.0  # PnL bucket for Sharpe / Sortino; annualized by sqrt(365 * 86400 / period_s)
-    capacity_multipliers: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0])
+    capacity_multipliers: list[float] = field(default_factory=lambda: [0.25, 1.0, 4.0, 16.0, 64.0, 256.0])
     n_trials: int = 1  # strategies tried before this one (deflated Sharpe); sweeps set it
 
 
@@ -171,9 +175,10 @@ def _build(cls, data, where: str):
             kwargs[name] = value
         elif isinstance(default, int):
             kwargs[name] = _number(int, value, here)
-        elif isinstance(default, float) or (default is None and name.endswith("_s")):
+        elif isinstance(default, float) or (default is None and (name.endswith("_s") or name == "score_center")):
             # fee rates may be negative (maker rebates)
-            kwargs[name] = None if value is None else _number(float, value, here, signed=name.endswith("_bps"))
+            signed = name.endswith("_bps") or name == "score_center"
+            kwargs[name] = None if value is None else _number(float, value, here, signed=signed)
         else:
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"{here}: expected a string, got {value!r}")

@@ -4,8 +4,8 @@ Volatility (per sqrt-second, log mid returns r_k over bar spacings dt_k, last ``
     sigma_i = max( sqrt( sum r_k^2 / sum dt_k ),  sigma_floor ),   sigma_h = sigma_i sqrt(h)
 
 Edge (expected log return over the horizon h)
-    score_kind "return":  edge = score
-    score_kind "prob":    edge = (2p - 1) sigma_h sqrt(2 / pi)
+    score_kind "return":  edge = score - c,                     c = score_center (default 0)
+    score_kind "prob":    edge = 2 (p - c) sigma_h sqrt(2 / pi),   c = score_center (default 0.5)
       (E[r | up] - E[r | down] weights for a Gaussian return of sd sigma_h: E|r| = sigma_h sqrt(2 / pi))
     z-edge: z = edge / sigma_h
 
@@ -79,9 +79,10 @@ def compute(score: np.ndarray, bars: Bars, horizon_s: float, cfg: BacktestConfig
     sigma = realized_sigma(bars, g.sigma_window, g.sigma_floor)
     sigma_h = sigma * math.sqrt(horizon_s)
     if g.score_kind == "prob":
-        edge = (2.0 * score - 1.0) * sigma_h * math.sqrt(2.0 / math.pi)
+        center = 0.5 if g.score_center is None else g.score_center
+        edge = 2.0 * (score - center) * sigma_h * math.sqrt(2.0 / math.pi)
     else:
-        edge = score.copy()
+        edge = score - (0.0 if g.score_center is None else g.score_center)
     with np.errstate(invalid="ignore"):
         z = edge / sigma_h
     z = np.where(np.isfinite(z), z, 0.0)

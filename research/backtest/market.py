@@ -19,6 +19,23 @@ from kernels.pipeline import _dedupe_trades, _exps, _hour_dirs, _hour_start, _re
 from l2lab.schema import FLAG_FRAME_END, L2_EVENT_DTYPE, TRADE_DTYPE
 
 _REBUILDERS: dict[int, BookRebuilder] = {}
+_PARTITIONS: dict = {}  # (folder, its files' names/sizes/mtimes) -> rows: the last few partitions read
+PARTITION_CACHE = 4  # partitions kept (the observation pass and the event loop read the same ones in turn)
+
+
+def read_partition(folder: Path, dtype: np.dtype) -> np.ndarray:
+    """All rows of one bronze hour folder (kernels.pipeline's reader), from a small cache of recent reads keyed
+    by the folder's files, so a rewritten partition is read again."""
+    files = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.glob("part-*.parquet"))) \
+        if folder.exists() else ()
+    key = (str(folder), files)
+    rows = _PARTITIONS.get(key)
+    if rows is None:
+        rows = _read_struct(folder, dtype)
+        while len(_PARTITIONS) >= PARTITION_CACHE:
+            _PARTITIONS.pop(next(iter(_PARTITIONS)))
+        _PARTITIONS[key] = rows
+    return rows
 
 
 def rebuilder(depth: int) -> BookRebuilder:
@@ -109,8 +126,8 @@ class SymbolTape:
         """Load partitions until every row received at or before ``t_ns`` is in memory."""
         while self._next_hour < len(self.hours) and self.loaded_until_ns <= t_ns:
             date, hour, folder = self.hours[self._next_hour]
-            ev = _read_struct(folder, L2_EVENT_DTYPE)
-            tr = _dedupe_trades(_read_struct(self.tr_base / f"date={date}" / f"hour={hour}", TRADE_DTYPE),
+            ev = read_partition(folder, L2_EVENT_DTYPE)
+            tr = _dedupe_trades(read_partition(self.tr_base / f"date={date}" / f"hour={hour}", TRADE_DTYPE),
                                 self._recent_ids)
             self._next_hour += 1
             self._parts.append((len(ev), len(tr)))
@@ -163,6 +180,18 @@ class SymbolTape:
 
     def trades_between(self, t0_ns: int, t1_ns: int) -> np.ndarray:
         return self.rows_after(t0_ns, t1_ns)[1]
+
+    def ev_first_ns(self) -> int:
+        """Receive time of the first L2 row (loads the first partition)."""
+        date, hour, _ = self.hours[0]
+        self.ensure(_hour_start(f"{date}/{hour}"))
+        return int(self.ev_ts[0]) if len(self.ev_ts) else _hour_start(f"{date}/{hour}")
+
+    def ev_last_ns(self) -> int:
+        """Receive time of the last L2 row (reads only the last partition's receive times)."""
+        date, hour, folder = self.hours[-1]
+        last = _read_struct(folder, np.dtype([("ts_recv_ns", "<i8")]))
+        return int(last["ts_recv_ns"].max()) if len(last) else _hour_start(f"{date}/{hour}") + HOUR_NS - 1
 
     @property
     def end_ns(self) -> int:

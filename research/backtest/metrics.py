@@ -11,6 +11,10 @@ PnL series
 
     These are ratios of PnL, not of returns on capital: they do not depend on a capital figure.
 
+    ``trade_t_stat`` = mean / standard error of per-trade net PnL treats trades as independent: overlapping trades
+    (horizon mode with overlap) share returns and inflate it. ``period_t_stat`` is the same statistic of the
+    per-period PnL, which counts every period once whatever the trades overlap.
+
 Deflated Sharpe ratio (Bailey & Lopez de Prado 2014, "The Deflated Sharpe Ratio")
     With the non-annualized per-period Sharpe SR, T periods, skewness g3, kurtosis g4 (not excess), N trials and
     V the variance of the trials' Sharpe ratios (per period):
@@ -126,6 +130,7 @@ def summarize(t_ns: np.ndarray, equity: np.ndarray, gross_equity: np.ndarray, tr
         "hit_rate_gross": float((trades["gross_pnl"].to_numpy() > 0).mean()) if n else float("nan"),
         "mean_trade_net": float(net.mean()) if n else float("nan"),
         "trade_t_stat": trade_t_stat(net),
+        "period_t_stat": trade_t_stat(x),
         "traded_notional": notional,
         "turnover_per_day": notional / span_days if span_days and span_days > 0 else float("nan"),
         "deflated_sharpe": deflated_sharpe(sr, len(x), skew, kurt, n_trials, sr_var),
