@@ -87,15 +87,26 @@ class Leg:
         return out
 
 
-def market_order(book: Book, d: int, qty: float) -> Execution:
-    """A market order of ``qty`` (direction d) against ``book`` (the book at arrival)."""
-    ex = Execution(book.t_ns, False, qty)
+def _arrive(book: Book, d: int, qty: float, maker: bool) -> Execution:
+    """An order of direction d reaching ``book``: rejected unless the book is whole and two-sided; records the
+    levels a taker would walk (for the capacity curve) and the arrival mid."""
+    ex = Execution(book.t_ns, maker, qty)
     if not book.two_sided:
         ex.rejected = "book not whole" if not book.valid else "book one-sided or crossed"
         return ex
     px, sz = book.side(d > 0)
     ex.taker_px, ex.taker_sz = px.copy(), sz.copy()
-    ex.arr_mid, ex.touch = book.mid, px[0]
+    ex.arr_mid = book.mid
+    return ex
+
+
+def market_order(book: Book, d: int, qty: float) -> Execution:
+    """A market order of ``qty`` (direction d) against ``book`` (the book at arrival)."""
+    ex = _arrive(book, d, qty, maker=False)
+    if ex.rejected:
+        return ex
+    px, sz = ex.taker_px, ex.taker_sz
+    ex.touch = px[0]
     ex.filled, ex.notional, ex.levels, _ = walk_book(px, sz, float(qty))
     ex.last_fill_ns = book.t_ns
     return ex
@@ -103,15 +114,12 @@ def market_order(book: Book, d: int, qty: float) -> Execution:
 
 def limit_order(tape: SymbolTape, book: Book, d: int, qty: float, t_end_ns: int) -> Execution:
     """A limit order at our side's best price (bid for a buy) resting from ``book.t_ns`` until ``t_end_ns``."""
-    ex = Execution(book.t_ns, True, qty)
-    if not book.two_sided:
-        ex.rejected = "book not whole" if not book.valid else "book one-sided or crossed"
+    ex = _arrive(book, d, qty, maker=True)
+    if ex.rejected:
         return ex
-    px, sz = book.side(d > 0)
-    ex.taker_px, ex.taker_sz = px.copy(), sz.copy()
     own_px, own_sz = (book.bid_px, book.bid_sz) if d > 0 else (book.ask_px, book.ask_sz)
     price = own_px[0]
-    ex.arr_mid, ex.touch = book.mid, price
+    ex.touch = price
     ev, tr = tape.rows_after(book.t_ns, t_end_ns)
     p_m = int(round(price * tape.pdiv))
     q_m = float(qty) * tape.sdiv

@@ -180,3 +180,27 @@ def test_equity_and_metrics_are_consistent(tmp_path):
     out = res.save(tmp_path / "out")
     for name in ("metrics.json", "trades.parquet", "equity.parquet", "equity.png", "costs.png", "capacity.png"):
         assert (out / name).exists(), name
+
+
+def test_take_profit_leg_of_the_oco(tmp_path):
+    mids = [100.00, 100.00, 100.10, 100.10, 100.30, 100.30, 100.30]
+    root = steady(7, mids).write(tmp_path / "data", end_t=T0 + 20 * S)
+    cfg = config(exits={"mode": "gated", "stop_atr": 1.0, "take_atr": 2.0, "atr_window": 2, "oco_arm_bars": 1,
+                        "max_hold_s": 100.0})
+    t = run_backtest(predictions([0.5, 0.5, 0.9, 0.5, 0.5, 0.5]), root, cfg).trades.iloc[0]
+    # entry 100.11 (ATR 0.05): the take-profit needs mid >= 100.21, first seen at 4 s, the first armed bar is 5 s
+    assert t.exit_reason == "take" and t.exit_decision_ns == T0 + 5 * S and t.exit_vwap == pytest.approx(100.29)
+
+
+def test_capacity_curve_by_hand(tmp_path):
+    hm = HandMarket().snapshot(T0 + MS, [(99.99, 2.0), (99.98, 2.0)], WALK_ASKS)
+    cfg = config(sizing={"base_size": 1.0}, fees={"tiers": [{"taker_bps": 10.0}]},
+                 metrics={"capacity_multipliers": [1.0, 4.0, 8.0]})
+    cap = {c["multiplier"]: c for c in one_trade(tmp_path, hm, cfg).metrics["capacity"]}
+    assert cap[1.0]["gross_pnl"] == pytest.approx(99.99 - 100.00)
+    # x4: buy 1 @ 100.00 + 2 @ 100.01 + 1 @ 100.02, sell 2 @ 99.99 + 2 @ 99.98
+    assert cap[4.0]["gross_pnl"] == pytest.approx((2 * 99.99 + 2 * 99.98) - 400.04)
+    assert cap[4.0]["fees"] == pytest.approx((400.04 + 399.94) * 1e-3) and cap[4.0]["depth_limited"] == 0
+    # x8: the entry fills the 6 displayed; the exit has 4 visible: 2 more valued at the deepest bid 99.98
+    assert cap[8.0]["gross_pnl"] == pytest.approx((2 * 99.99 + 4 * 99.98) - (100.00 + 2 * 100.01 + 3 * 100.02))
+    assert cap[8.0]["depth_limited"] == 1
