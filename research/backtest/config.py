@@ -76,10 +76,12 @@ class GateConfig:
 
 @dataclass
 class SizingConfig:
-    """q = base_size x min(|z| / z_ref, edge_cap) x min(sigma_ref / sigma, vol_cap), then capped at max_size and
-    max_notional; below min_size no trade. ``z_ref`` 0 or ``sigma_ref`` 0 switch that factor off (1)."""
+    """q = q0 x min(|z| / z_ref, edge_cap) x min(sigma_ref / sigma, vol_cap), then capped at max_size and
+    max_notional; below min_size no trade. q0 = base_size if it is > 0, else base_notional / mid (comparable sizes
+    across symbols). ``z_ref`` 0 or ``sigma_ref`` 0 switch that factor off (1)."""
 
-    base_size: float = 0.01
+    base_size: float = 0.0
+    base_notional: float = 1000.0
     z_ref: float = 0.0
     edge_cap: float = 3.0
     sigma_ref: float = 0.0

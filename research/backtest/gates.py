@@ -21,7 +21,7 @@ Gates (a bar may enter only if all pass)
 ATR (for stops): mean true range over the last ``atr_window`` bars (see research.backtest.bars).
 
 Sizing
-    q = base_size x min(|z| / z_ref, edge_cap) x min(sigma_ref / sigma, vol_cap),
+    q = q0 x min(|z| / z_ref, edge_cap) x min(sigma_ref / sigma, vol_cap),   q0 = base_size, or base_notional / mid
     q = min(q, max_size, max_notional / mid);  q < min_size -> 0 (no trade)
 """
 
@@ -112,7 +112,8 @@ def compute(score: np.ndarray, bars: Bars, horizon_s: float, cfg: BacktestConfig
     else:
         passed["persistence"] = np.ones(n, bool)
     passed["direction"] = (sign > 0) if g.long_only else (sign != 0)
-    size = np.full(n, sz.base_size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        size = np.full(n, sz.base_size) if sz.base_size > 0 else sz.base_notional / bars.mid
     if sz.z_ref > 0:
         size *= np.minimum(absz / sz.z_ref, sz.edge_cap)
     if sz.sigma_ref > 0:

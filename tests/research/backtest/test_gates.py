@@ -60,10 +60,11 @@ def loop_reference(score, bars, h, cfg):
         if g.persistence > 1:
             last = np.sign(zs[max(0, i - g.persistence + 1):i + 1])
             ok = ok and (last == d).sum() >= g.persistence_min
-        size = s.base_size
+        size = s.base_size if s.base_size > 0 else s.base_notional / bars.mid[i]
         if s.z_ref > 0:
             size *= min(abs(z) / s.z_ref, s.edge_cap)
         size = min(size, s.max_size, s.max_notional / bars.mid[i]) if np.isfinite(bars.mid[i]) else 0.0
+        size = size if np.isfinite(size) else 0.0
         ok = ok and size >= s.min_size and size > 0
         out_dir[i] = d if ok else 0
         out_size[i] = size if ok else 0.0
@@ -83,6 +84,7 @@ def _sigma_at(bars, i, g):
     (1, {"gates": {"z_threshold": 0.3, "warmup_bars": 10, "sigma_window": 15}}),
     (2, {"gates": {"quantile": 0.7, "quantile_window": 40, "warmup_bars": 0}}),
     (3, {"gates": {"persistence": 3, "persistence_min": 2, "long_only": True}}),
+    (5, {"sizing": {"base_size": 0.0, "base_notional": 250.0, "max_notional": 200.0}}),
     (4, {"gates": {"ev_multiple": 1.0}, "fees": {"tiers": [{"taker_bps": 1.0}]},
          "sizing": {"z_ref": 0.5, "edge_cap": 2.0, "max_size": 0.015, "min_size": 0.004}}),
 ])
