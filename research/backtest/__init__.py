@@ -13,6 +13,18 @@ Use
     a YAML path or a :class:`BacktestConfig` (sections fees, latency, execution, gates, sizing, exits, metrics;
     see research.backtest.config). CLI: ``l2lab backtest --predictions P.parquet [--config C.yaml] --out DIR``.
 
+Outputs
+    ``metrics`` (JSON-able; NaN -> None): net_pnl, gross_pnl, fees, sharpe (+ sharpe_annualization), sortino,
+    max_drawdown, periods, trades, hit_rate, hit_rate_gross, mean_trade_net, trade_t_stat, period_t_stat,
+    traded_notional, turnover_per_day, deflated_sharpe {dsr, sr0, n_trials, sr_var}, costs {fees, spread, impact,
+    latency, mid_pnl}, capacity [{multiplier, net_pnl, gross_pnl, fees, trades, depth_limited}], per_symbol
+    {trades, net_pnl, gross_pnl, hit_rate, entries_blocked per gate, rejected_orders, void_entries, ...}, run
+    {wall_s, l2_rows, trades_in_data, events_per_s, predictions}. PnL is in quote currency.
+    ``trades``: one row per round trip (symbol, direction, qty, requested, entry/exit decision and fill times,
+    VWAPs, decision mids, exit_reason, gross_pnl, fees, net_pnl, mid_pnl, spread, impact, latency).
+    ``equity``: per symbol and prediction time: equity (net), gross_equity, position, mid, z.
+    Identities: net = gross - fees; gross = mid_pnl - spread - impact - latency (per closed trade).
+
 What it does (one module each)
     market      bronze rows streamed hour by hour; the exact book (kernels.book) at any time
     bars        what the strategy sees at each prediction time (observed book, trade range)

@@ -54,7 +54,7 @@ def save_all(result, out_dir) -> list[Path]:
         ax.plot([c["multiplier"] for c in cap], [c["gross_pnl"] for c in cap], "s--", label="gross")
         ax.set_xscale("log")
         ax.axhline(0, color="k", lw=0.5)
-        ax.set_xlabel("size multiplier")
+        ax.set_xlabel("size multiplier (x the run's sizes)")
         ax.set_ylabel("PnL (taker on arrival books)")
         ax.legend()
         paths.append(_save(fig, out / "capacity.png", plt))
@@ -70,6 +70,7 @@ def save_all(result, out_dir) -> list[Path]:
 def _save(fig, path: Path, plt) -> Path:
     from l2lab import atomic
 
+    fig.tight_layout()
     with atomic.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
