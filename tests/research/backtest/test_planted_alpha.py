@@ -123,3 +123,18 @@ def test_fitted_model_on_silver_features_earns_out_of_sample(tmp_path):
     m, c = results["model"], results["shuffled"]
     assert m["trades"] >= 30 and m["net_pnl"] > 0 and m["trade_t_stat"] > 1.5
     assert c["net_pnl"] < m["net_pnl"] / 2
+
+
+@pytest.mark.parametrize("style", ["market", "passive"])
+def test_cost_identities_hold_on_every_trade(planted, style):
+    root, preds = planted
+    res = run_backtest(preds, root, cfg(execution={"style": style}, fees={"tiers": [{"maker_bps": -0.5,
+                                                                                   "taker_bps": 2.0}]}))
+    t = res.trades
+    assert len(t) >= 20
+    np.testing.assert_allclose(t["net_pnl"], t["gross_pnl"] - t["fees"], atol=1e-9)
+    np.testing.assert_allclose(t["gross_pnl"], t["mid_pnl"] - t["spread"] - t["impact"] - t["latency"], atol=1e-8)
+    assert (t["qty"] <= t["requested"] + 1e-12).all()
+    assert res.metrics["net_pnl"] == pytest.approx(t["net_pnl"].sum())
+    if style == "passive":
+        assert t["entry_maker"].any() and (t.loc[t["entry_maker"], "spread"] < 0).mean() > 0.5
