@@ -73,7 +73,7 @@ def run_ours(root: Path, preds: pd.DataFrame) -> dict:
     dt = time.perf_counter() - t
     m = res.metrics
     events = m["run"]["l2_rows"] + m["run"]["trades_in_data"]
-    bars = R.observed_bars(root, "sim", "BTC-USD", 20, preds["ts_ns"].to_numpy(np.int64))
+    bars = R.observed_bars(root, "sim", "BTC-USD", preds["ts_ns"].to_numpy(np.int64))
     sig = gates.compute(preds["score"].to_numpy(float), bars, HOLD_S, load_config(config()))
     return {"seconds": dt, "events": int(events), "events_per_s": round(events / dt), "trades": m["trades"],
             "net_pnl": m["net_pnl"], "direction": sig.direction.astype(np.int64)}

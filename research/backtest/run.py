@@ -19,20 +19,20 @@ from research.backtest.fees import FeeSchedule
 from research.backtest.market import SymbolTape, find_exchange
 
 DEFAULT_HORIZON_S = 30.0
-_BARS_CACHE: dict = {}  # (data root, exchange, symbol, depth, prediction times) -> Bars; sweeps re-use them
+_BARS_CACHE: dict = {}  # (data root, exchange, symbol, prediction times, bronze files) -> Bars; sweeps re-use them
 _BARS_CACHE_SIZE = 16
 
 
-def observed_bars(data_root, exchange: str, symbol: str, depth: int, ts: np.ndarray):
+def observed_bars(data_root, exchange: str, symbol: str, ts: np.ndarray):
     """The observed bars (research.backtest.bars.observe) at ``ts``, cached for repeated runs on the same data
     (a bronze partition rewritten since changes the key through its file sizes and times)."""
     stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for ds in ("l2_events", "trades")
                   for p in sorted((Path(data_root) / "bronze" / ds / f"exchange={exchange}" / f"symbol={symbol}")
                                   .rglob("*.parquet")))
-    key = (str(Path(data_root).resolve()), exchange, symbol, depth, hash(ts.tobytes()), len(ts), hash(stamp))
+    key = (str(Path(data_root).resolve()), exchange, symbol, hash(ts.tobytes()), len(ts), hash(stamp))
     bars = _BARS_CACHE.get(key)
     if bars is None:
-        bars = observe(SymbolTape(data_root, exchange, symbol, depth), ts)
+        bars = observe(SymbolTape(data_root, exchange, symbol, 1), ts)  # the strategy reads the touch only
         if len(_BARS_CACHE) >= _BARS_CACHE_SIZE:
             _BARS_CACHE.pop(next(iter(_BARS_CACHE)))
         _BARS_CACHE[key] = bars
@@ -141,7 +141,7 @@ def run_backtest(predictions: pd.DataFrame, data_root, config=None, *, n_trials:
         horizon_s = float(np.median(p["horizon_s"])) if "horizon_s" in p else (cfg.exits.horizon_s or
                                                                               DEFAULT_HORIZON_S)
         exchange = find_exchange(data_root, symbol, cfg.exchange)
-        bars = observed_bars(data_root, exchange, symbol, cfg.execution.depth, ts)
+        bars = observed_bars(data_root, exchange, symbol, ts)
         sig = gates.compute(p["score"].to_numpy(float), bars, horizon_s, cfg)
         tape = SymbolTape(data_root, exchange, symbol, cfg.execution.depth)
         run = SymbolEngine(tape, bars, sig, horizon_s, cfg, FeeSchedule(cfg.fees)).run()
