@@ -76,15 +76,24 @@ def exchanges(data_root) -> list[str]:
     return sorted(d.name.split("=", 1)[1] for d in base.glob("exchange=*")) if base.exists() else []
 
 
-def find_exchange(data_root, symbol: str, exchange: str | None) -> str:
-    """The exchange partition holding ``symbol`` (the given one, else the only one that has it)."""
+def find_exchange(data_root, symbol: str, exchange: str | None, t_ns: int | None = None) -> str:
+    """The exchange partition holding ``symbol``: the given one; else the only one that has it; else the only one
+    with an hour partition containing ``t_ns`` (e.g. a collected session and a simulated research session of the
+    same symbols under different exchanges)."""
     if exchange is not None:
         return exchange
-    have = [ex for ex in exchanges(data_root)
-            if (Path(data_root) / "bronze" / "l2_events" / f"exchange={ex}" / f"symbol={symbol}").exists()]
+    base = Path(data_root) / "bronze" / "l2_events"
+    have = [ex for ex in exchanges(data_root) if (base / f"exchange={ex}" / f"symbol={symbol}").exists()]
+    if len(have) > 1 and t_ns is not None:
+        hour = np.datetime64(int(t_ns), "ns").astype("datetime64[h]")
+        day, hh = str(hour).split("T")
+        covering = [ex for ex in have if (base / f"exchange={ex}" / f"symbol={symbol}" / f"date={day}" /
+                                          f"hour={hh[:2]}").exists()]
+        if len(covering) == 1:
+            return covering[0]
     if len(have) != 1:
-        raise FileNotFoundError(f"{data_root}/bronze/l2_events: symbol {symbol} found under exchanges {have or 'none'};"
-                                f" set config exchange")
+        raise FileNotFoundError(f"{base}: symbol {symbol} found under exchanges {have or 'none'} and the predictions' "
+                                f"first hour does not single one out; set config exchange")
     return have[0]
 
 

@@ -140,7 +140,7 @@ def run_backtest(predictions: pd.DataFrame, data_root, config=None, *, n_trials:
         ts = p["ts_ns"].to_numpy(np.int64)
         horizon_s = float(np.median(p["horizon_s"])) if "horizon_s" in p else (cfg.exits.horizon_s or
                                                                               DEFAULT_HORIZON_S)
-        exchange = find_exchange(data_root, symbol, cfg.exchange)
+        exchange = find_exchange(data_root, symbol, cfg.exchange, int(ts[0]))
         bars = observed_bars(data_root, exchange, symbol, ts)
         sig = gates.compute(p["score"].to_numpy(float), bars, horizon_s, cfg)
         tape = SymbolTape(data_root, exchange, symbol, cfg.execution.depth)

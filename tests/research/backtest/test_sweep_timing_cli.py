@@ -122,3 +122,16 @@ def test_prediction_errors_name_the_column_and_row(sim_session):
         run_backtest(preds.assign(ts_ns=pd.to_datetime(preds["ts_ns"], utc=True)), root, {"exchange": "sim"})
     with pytest.raises(FileNotFoundError, match="no bronze l2_events"):
         run_backtest(preds.assign(symbol="XRP-USD"), root, {"exchange": "sim"})
+
+
+def test_exchange_is_found_by_the_predictions_hour(tmp_path):
+    from research.backtest.market import find_exchange
+
+    for ex, day in (("coinbase", "2026-01-05"), ("sim", "2026-01-06")):
+        (tmp_path / "bronze" / "l2_events" / f"exchange={ex}" / "symbol=BTC-USD" / f"date={day}" / "hour=03").mkdir(
+            parents=True)
+    t = int(np.datetime64("2026-01-06T03:20:00", "ns").astype(np.int64))
+    assert find_exchange(tmp_path, "BTC-USD", None, t) == "sim"
+    assert find_exchange(tmp_path, "BTC-USD", "coinbase", t) == "coinbase"
+    with pytest.raises(FileNotFoundError, match="set config exchange"):
+        find_exchange(tmp_path, "BTC-USD", None, t + 3600 * 10**9)
