@@ -15,6 +15,7 @@ import numpy as np
 
 from collectors.bronze import HOUR_NS
 from kernels.book import BookRebuilder
+from kernels.frame import DEFAULT_MAX_STALE_NS
 from kernels.pipeline import _dedupe_trades, _exps, _hour_dirs, _hour_start, _read_struct
 from l2lab.schema import FLAG_FRAME_END, L2_EVENT_DTYPE, TRADE_DTYPE
 
@@ -100,8 +101,10 @@ def find_exchange(data_root, symbol: str, exchange: str | None, t_ns: int | None
 class SymbolTape:
     """Bronze L2 rows and trades of one symbol, loaded hour by hour as time advances; a book cursor on top."""
 
-    def __init__(self, data_root, exchange: str, symbol: str, depth: int = 20):
+    def __init__(self, data_root, exchange: str, symbol: str, depth: int = 20,
+                 max_stale_ns: int = DEFAULT_MAX_STALE_NS):
         root = Path(data_root) / "bronze"
+        self.max_stale_ns = int(max_stale_ns)
         self.symbol = symbol
         self.l2_base = root / "l2_events" / f"exchange={exchange}" / f"symbol={symbol}"
         self.tr_base = root / "trades" / f"exchange={exchange}" / f"symbol={symbol}"
@@ -173,12 +176,15 @@ class SymbolTape:
             self._trim()
 
     def book(self, t_ns: int) -> Book:
-        """The book after every frame received at or before ``t_ns``."""
+        """The book after every frame received at or before ``t_ns``. Not valid if no frame arrived for more than
+        ``max_stale_ns`` (a recording that ended without its stop marker must not leave a frozen book that looks
+        current; the same rule as kernels.frame)."""
         self.advance(t_ns)
         top = self.rb.top()
         sdiv, pdiv = self.sdiv, self.pdiv
+        fresh = t_ns - int(top.ts_ns[0]) <= self.max_stale_ns
         return Book(int(t_ns), top.bid_px[0] / pdiv, top.bid_sz[0] / sdiv, top.ask_px[0] / pdiv,
-                    top.ask_sz[0] / sdiv, bool(top.valid[0]))
+                    top.ask_sz[0] / sdiv, bool(top.valid[0]) and fresh)
 
     def rows_after(self, t0_ns: int, t1_ns: int) -> tuple[np.ndarray, np.ndarray]:
         """L2 rows and trades received in (t0, t1] (loads ahead as needed; does not move the book)."""

@@ -204,3 +204,26 @@ def test_capacity_curve_by_hand(tmp_path):
     # x8: the entry fills the 6 displayed; the exit has 4 visible: 2 more valued at the deepest bid 99.98
     assert cap[8.0]["gross_pnl"] == pytest.approx((2 * 99.99 + 4 * 99.98) - (100.00 + 2 * 100.01 + 3 * 100.02))
     assert cap[8.0]["depth_limited"] == 1
+
+
+def test_a_stale_book_is_not_traded(tmp_path):
+    # one snapshot, then silence (a recording that crashed without its stop marker): after 60 s the book is stale
+    hm = HandMarket().snapshot(T0 + MS, BIDS, WALK_ASKS)
+    root = hm.write(tmp_path / "data")
+    fresh = run_backtest(predictions([0.9, 0.5], start_s=59), root, config())
+    stale = run_backtest(predictions([0.9, 0.5], start_s=61), root, config())
+    assert len(fresh.trades) == 1 and len(stale.trades) == 0
+    assert stale.equity["mid"].isna().all()
+
+
+def test_bars_true_range_includes_trades_and_previous_close(tmp_path):
+    from research.backtest.bars import observe
+    from research.backtest.market import SymbolTape
+
+    hm = steady(4, [100.0, 100.0, 100.2, 100.2])
+    hm.trade(T0 + S + 300 * MS, SIDE_BID, 100.50, 1.0).trade(T0 + S + 600 * MS, SIDE_ASK, 99.80, 1.0)
+    root = hm.write(tmp_path / "data", end_t=T0 + 10 * S)
+    bars = observe(SymbolTape(root, "test", "TEST-USD", 1), T0 + np.array([1, 2, 3]) * S)
+    np.testing.assert_allclose(bars.mid, [100.0, 100.2, 100.2])
+    np.testing.assert_allclose(bars.high - bars.low, [0.0, 100.50 - 99.80, 0.0])  # bar 2 spans both trades
+    np.testing.assert_allclose(bars.spread, [0.02, 0.02, 0.02])
