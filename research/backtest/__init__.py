@@ -5,6 +5,9 @@ Use
     >>> result = run_backtest(predictions, data_root, {"fees": {"tiers": [{"taker_bps": 2.0}]}})
     >>> result.metrics["net_pnl"], result.metrics["sharpe"], result.metrics["deflated_sharpe"]["dsr"]
     >>> result.save("out/")          # metrics.json, config.json, trades.parquet, equity.parquet, *.png
+    >>> sweep = walk_forward(predictions, data_root, {"gates.z_threshold": (0.0, 1.5)}, n_folds=3, n_trials=20)
+    >>> sweep.trials, sweep.oos.metrics["deflated_sharpe"]   # every trial; OOS deflated by all of them
+    >>> execution_timing(data_root, "BTC-USD", qty=0.5, wait_s=5.0)   # cost now vs in 5 s, evaluated
 
     ``predictions``: a DataFrame with ``symbol`` (str), ``ts_ns`` (int64 UTC ns at which the prediction was
     available: the strategy decides then), ``score`` (P(up) by default; a predicted log return with
@@ -45,5 +48,8 @@ What it does (one module each)
 
 from research.backtest.config import BacktestConfig, ConfigError, load_config
 from research.backtest.run import BacktestResult, run_backtest
+from research.backtest.sweep import SweepResult, walk_forward
+from research.backtest.timing import execution_timing
 
-__all__ = ["BacktestConfig", "BacktestResult", "ConfigError", "load_config", "run_backtest"]
+__all__ = ["BacktestConfig", "BacktestResult", "ConfigError", "SweepResult", "execution_timing", "load_config",
+           "run_backtest", "walk_forward"]
