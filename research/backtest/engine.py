@@ -13,7 +13,9 @@ enter:
 Orders reach the venue ``latency.order_ns`` after the decision and meet the recorded book at decision +
 order_ns + md_ns (research.backtest.latency). A market order fills against that book; a passive order rests
 ``passive_ttl_s`` and its rest goes out as a market order when the strategy learns the order ended. Exits by
-stop and at the end always use market orders. A partially filled exit is re-sent at the next bar.
+stop and at the end always use market orders. A partially filled exit is re-sent at the next bar. Market orders
+arriving at the same time on the same side share the book (the second walks what the first left); the recorded
+book never reflects our earlier fills (no lasting impact), a limit of replaying recorded data.
 
 Cash accounting per fill (buy q at v: cash -= q v + fee; position += q) gives equity = cash + position x mid at
 every bar; "gross" is the same without fees.
@@ -21,6 +23,7 @@ every bar; "gross" is the same without fees.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 from dataclasses import dataclass, field
@@ -94,6 +97,8 @@ class SymbolEngine:
         self.pos = 0.0
         self.last_exit_ns = None
         self.rejected: dict[str, int] = {}
+        self._taken_t = None  # arrival time of the liquidity bookkeeping below
+        self._taken: dict = {}  # direction -> {price: size our market orders took at that time}
 
     def push(self, t: int, kind: int, obj) -> None:
         heapq.heappush(self.heap, (int(t), kind, next(self.seq), obj))
@@ -173,13 +178,41 @@ class SymbolEngine:
     def on_arrive(self, order: Order, t: int) -> None:
         book = self.tape.book(t)
         if order.market_only:
+            book = self._less_own_fills(book, order.leg.d)
             ex = market_order(book, order.leg.d, order.remaining)
+            self._record_taken(book, order.leg.d, ex.filled)
             self._book_fill(order, ex)
             self._leg_done(order, ex.last_fill_ns)
         else:
             ex = limit_order(self.tape, book, order.leg.d, order.remaining, t + self.ttl_ns)
             done = ex.last_fill_ns if ex.filled >= order.remaining * (1 - 1e-12) else t + self.ttl_ns
             self.push(done, RESTING_DONE, (order, ex))
+
+    def _less_own_fills(self, book, d: int):
+        """The recorded book minus what our own market orders already took from it at this same time and side
+        (overlapping lots exiting at one bar must not each take the same liquidity). Fills at earlier times are
+        not subtracted: the recorded book never shows our orders, a limit of any replay backtest."""
+        if self._taken_t != book.t_ns:
+            self._taken_t, self._taken = book.t_ns, {1: {}, -1: {}}
+        taken = self._taken[d]
+        px, sz = book.side(d > 0)
+        if taken:
+            left = np.array([max(s - taken.get(p, 0.0), 0.0) if s > 0 else 0.0 for p, s in zip(px.tolist(),
+                                                                                             sz.tolist())])
+            keep = left > 0  # levels our own orders emptied are gone; the others keep their order
+            px2, sz2 = np.zeros_like(px), np.zeros_like(sz)
+            px2[:keep.sum()], sz2[:keep.sum()] = px[keep], left[keep]
+            book = dataclasses.replace(book, **({"ask_px": px2, "ask_sz": sz2} if d > 0 else
+                                                {"bid_px": px2, "bid_sz": sz2}))
+        return book
+
+    def _record_taken(self, book, d: int, filled: float) -> None:
+        px, sz = book.side(d > 0)
+        before = np.concatenate([[0.0], np.cumsum(sz)[:-1]])
+        took = np.clip(filled - before, 0.0, sz)
+        taken = self._taken[d]
+        for p, q in zip(px[took > 0].tolist(), took[took > 0].tolist()):
+            taken[p] = taken.get(p, 0.0) + q
 
     def on_resting_done(self, order: Order, ex: Execution) -> None:
         self._book_fill(order, ex)

@@ -227,3 +227,31 @@ def test_bars_true_range_includes_trades_and_previous_close(tmp_path):
     np.testing.assert_allclose(bars.mid, [100.0, 100.2, 100.2])
     np.testing.assert_allclose(bars.high - bars.low, [0.0, 100.50 - 99.80, 0.0])  # bar 2 spans both trades
     np.testing.assert_allclose(bars.spread, [0.02, 0.02, 0.02])
+
+
+def test_orders_arriving_together_do_not_take_the_same_liquidity(tmp_path):
+    # overlapping lots of 2 entered at 1.0 s and 1.5 s with a 1 s horizon both exit at the bar of 2.5 s: the two
+    # sells meet one book (bids 99.99 x 2, 99.98 x 2): the second gets what the first left
+    hm = HandMarket().snapshot(T0 + MS, [(99.99, 2.0), (99.98, 2.0), (99.97, 5.0)], WALK_ASKS)
+    root = hm.write(tmp_path / "data", end_t=T0 + 10 * S)
+    preds = predictions([0.9, 0.9, 0.5]).assign(ts_ns=T0 + np.array([1000, 1500, 2500]) * MS)
+    res = run_backtest(preds, root, config(sizing={"base_size": 2.0}, exits={"horizon_s": 1.0, "overlap": True}))
+    t = res.trades.sort_values("trade")
+    assert list(t.exit_decision_ns) == [T0 + 2500 * MS] * 2
+    np.testing.assert_allclose(t.exit_vwap, [99.99, 99.98])
+    np.testing.assert_allclose(t.entry_vwap, [100.005, 100.005])  # different times: each sees the recorded book
+    from research.backtest.engine import SymbolEngine
+    from research.backtest.market import Book
+
+    eng = SymbolEngine.__new__(SymbolEngine)
+    eng._taken_t, eng._taken = None, {}
+    book = Book(5, np.array([99.99, 0]), np.array([10.0, 0]), np.array([100.00, 100.01, 100.02]),
+                np.array([1.0, 2.0, 3.0]), True)
+    b1 = eng._less_own_fills(book, 1)
+    eng._record_taken(b1, 1, 2.0)  # the first buy took 1 @ 100.00 and 1 @ 100.01
+    b2 = eng._less_own_fills(book, 1)
+    np.testing.assert_allclose(b2.ask_px[:2], [100.01, 100.02])
+    np.testing.assert_allclose(b2.ask_sz[:2], [1.0, 3.0])
+    assert eng._less_own_fills(book, -1).bid_sz[0] == 10.0  # the other side is untouched
+    later = Book(6, book.bid_px, book.bid_sz, book.ask_px, book.ask_sz, True)
+    assert eng._less_own_fills(later, 1).ask_sz[0] == 1.0  # a later time starts afresh
