@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "kernels.catalog",
     "l2lab.featurestore.cli",
     "l2lab.demo",
+    "research.backtest.cli",
 ]
 
 
