@@ -13,7 +13,8 @@ Rules
   Prices and sizes are parsed exactly into fixed-point mantissas (``l2lab.schema``).
 * A snapshot's ``event_time`` may be the epoch; ``ts_exch_ns`` then falls back to the frame ``timestamp``.
 * ``market_trades``: the wire ``side`` is the maker's; the stored side is the taker's. Trades are deduplicated
-  by (product, trade_id) — the snapshot sent on subscribe repeats recent trades.
+  by (product, trade_id) among the last ``RECENT_TRADE_IDS`` (200,000) accepted ids of the product — the snapshot
+  sent on subscribe repeats recent trades.
 * Bulk input: :meth:`CoinbaseNormalizer.feed_scanned` takes frames that :mod:`collectors.frame_scan` parsed in
   a compiled pass over capture lines, for as long as each is what ``feed`` would accept without any transition
   (the next ``sequence_num`` on the current connection, only products that already have rows on it): then
@@ -28,7 +29,7 @@ Rules
 
 from __future__ import annotations
 
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,7 +37,7 @@ import orjson
 from numba import njit
 
 from collectors.frame_scan import FAST, ProductTable
-from collectors.normalizer_store import L2Rows, RecentFrames
+from collectors.normalizer_store import L2Rows, RecentFrames, RecentTradeIds
 from collectors.timeparse import rfc3339_to_ns
 from l2lab.schema import (
     FLAG_BOOK_RESET, FLAG_FRAME_END, GAP_DISCONNECT, GAP_SEQUENCE, GAP_START, GAP_STOP, L2_DELETE,
@@ -45,7 +46,6 @@ from l2lab.schema import (
 
 L2_SIDE = {"bid": SIDE_BID, "offer": SIDE_ASK, "ask": SIDE_ASK}
 MAKER_SIDE_TO_TAKER = {"BUY": SIDE_ASK, "SELL": SIDE_BID}  # maker bought -> taker sold
-RECENT_TRADE_IDS = 200_000  # per product, for deduplication
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class CoinbaseNormalizer:
         self._products_version = 0  # bumped whenever _recorded or _l2_products change
         self._known_key = None  # (conn, version) the cached mask below was built for
         self._known = np.zeros(len(products), np.bool_)
-        self._trade_ids: dict[str, OrderedDict] = defaultdict(OrderedDict)
+        self._trade_ids: dict[str, RecentTradeIds] = defaultdict(RecentTradeIds)
         self._conn: int | None = None
         self._recorded: set[str] = set()  # products with L2 rows in this recording
         self._last_ts: int | None = None
@@ -349,9 +349,7 @@ class CoinbaseNormalizer:
             if row[3] in seen:
                 self.stats["duplicate_trades"] += 1
                 continue
-            seen[row[3]] = None
-            if len(seen) > RECENT_TRADE_IDS:
-                seen.popitem(last=False)
+            seen.add(row[3])
             self._trades[product].append(row)
             self.stats["trades"] += 1
 
