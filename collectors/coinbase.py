@@ -36,7 +36,7 @@ import numpy as np
 import orjson
 from numba import njit
 
-from collectors.frame_scan import FAST, ProductTable
+from collectors.frame_scan import FAST, FAST_TRADES, ProductTable
 from collectors.normalizer_store import L2Rows, RecentFrames, RecentTradeIds
 from collectors.timeparse import rfc3339_to_ns
 from l2lab.schema import (
@@ -145,33 +145,42 @@ class CoinbaseNormalizer:
 
     def feed_scanned(self, block, i: int, stop: int) -> int:
         """Take frames ``i, i + 1, ... < stop`` of a :class:`collectors.frame_scan.ScanBlock` (scanned with
-        ``self.scan_table``) for as long as ``feed`` would accept each with no transition: a FAST ``l2_data``
-        frame on the current connection carrying the next ``sequence_num``, whose products all have L2 rows on
-        that connection already (so no gap, quarantine, connection change or recording-start marker). Returns
-        the index of the first frame not taken (``i``: feed that one with ``feed``)."""
+        ``self.scan_table``) for as long as ``feed`` would accept each with no transition: a FAST frame on the
+        current connection carrying the next ``sequence_num`` -- ``l2_data`` whose products all have L2 rows on
+        that connection already, or ``market_trades`` -- so no gap, quarantine, connection change or
+        recording-start marker. Trades go through the same dedupe as in ``feed``. Returns the index of the first
+        frame not taken (``i``: feed that one with ``feed``)."""
         conn = self._conn
         expected = self._next_seq.get(conn) if conn is not None else None
         if expected is None:
             return i
-        lines = block.lines
-        if lines["status"][i] != FAST or lines["conn"][i] != conn or lines["seq"][i] != expected:
-            return i
+        status, conns, seqs = block.status, block.conn, block.seq
         known = self._known_mask(conn)
-        j, n_rows, n_snap = _trivial_run(block.status, block.conn, block.seq, block.row0, block.n_snap, block.prod,
-                                         known, i, stop, conn, expected)
+        st = self.stats
+        j = i
+        while j < stop:
+            k, n_rows, n_snap = _trivial_run(status, conns, seqs, block.row0, block.n_snap, block.prod, known, j,
+                                             stop, conn, expected + (j - i))
+            if k > j:
+                st["frames"] += k - j
+                st["l2_rows"] += n_rows
+                if n_snap:
+                    st["snapshots"] += n_snap
+                self._l2.add_block(block, int(block.row0[j]), int(block.row0[k]))
+                j = k
+            elif status[j] == FAST_TRADES and conns[j] == conn and seqs[j] == expected + (j - i):
+                st["frames"] += 1
+                self._accept_trades(block.trades_of(j))
+                j += 1
+            else:
+                break
         if j == i:
             return i
-        st = self.stats
-        st["frames"] += j - i
-        st["l2_rows"] += n_rows
-        if n_snap:
-            st["snapshots"] += n_snap
         last = j - 1
-        self._last_ts = self.last_recv_ns = int(lines["ts_recv_ns"][last])
-        self.last_venue_ns = int(lines["frame_ns"][last])
-        self._next_seq[conn] = int(lines["seq"][last]) + 1
+        self._last_ts = self.last_recv_ns = int(block.lines["ts_recv_ns"][last])
+        self.last_venue_ns = int(block.lines["frame_ns"][last])
+        self._next_seq[conn] = int(seqs[last]) + 1
         self._recent_seq[conn].add_block(block, i, j)
-        self._l2.add_block(block, int(lines["row0"][i]), int(lines["row0"][j]))
         return j
 
     def _known_mask(self, conn: int) -> np.ndarray:
@@ -344,6 +353,10 @@ class CoinbaseNormalizer:
                     k = len(trades) - 1 - j
                     raise FrameRejected(f"field events[{i}].trades[{k}]: {type(exc).__name__}: {exc}") from None
                 staged.append((product, row))
+        self._accept_trades(staged)
+
+    def _accept_trades(self, staged) -> None:
+        """Keep (product, trade row) items whose trade id is new for the product, in order."""
         for product, row in staged:
             seen = self._trade_ids[product]
             if row[3] in seen:

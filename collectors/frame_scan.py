@@ -2,7 +2,8 @@
 
 A capture line is ``{"ts_recv_ns":<int>,"raw":"<frame, JSON-escaped>"[,"conn":<int>]}``. :func:`scan` walks a
 buffer of whole lines once, byte by byte (numba), and for every line it *fully understands* writes the line's
-receive time, connection, ``sequence_num``, frame ``timestamp``, a 64-bit key of the frame text and the L2 rows
+receive time, connection, ``sequence_num``, frame ``timestamp``, where the frame text lies in the buffer (the
+duplicate check compares it there, see ``collectors.normalizer_store.RecentFrames``) and the L2 rows
 the frame yields (``l2lab.schema.L2_EVENT_DTYPE``, exactly what :class:`collectors.coinbase.CoinbaseNormalizer`
 stages for it). Every other line is marked ``SLOW``: the caller parses it with the ordinary reader and feeds the
 frame to the normalizer one by one. The scanner decides nothing about sequence numbers, gaps, quarantine or
@@ -17,7 +18,7 @@ What the scanner understands (anything else is ``SLOW``; ``SLOW`` is always corr
            {"side":"bid"|"offer"|"ask","event_time":"<T>","price_level":"<D>","new_quantity":"<D>"}, ...]}, ...]}
 
     with at least one event and at least one update per event; the only escape inside the frame text is ``\\"``
-    (so the escaped text is exactly ``orjson.dumps(frame)`` without its quotes, see :func:`frame_key`).
+    (so the escaped text is exactly ``orjson.dumps(frame)`` without its quotes: equal bytes, equal frames).
     ``<T>``: ``YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z`` with year 1900-2200 and month 01-12 (day, hour, minute, second
     are added arithmetically like ``calendar.timegm``). ``<D>``: ``digits[.digits]`` with at most ``exp``
     significant decimals and a mantissa below 10**18 (``l2lab.schema.parse_fixed`` gives the same integer).
@@ -30,8 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import orjson
-from numba import njit
+from numba import literal_unroll, njit
 
 from l2lab.schema import (
     FLAG_BOOK_RESET, FLAG_FRAME_END, L2_DELETE, L2_EVENT_DTYPE, L2_SNAPSHOT, L2_UPDATE, SIDE_ASK, SIDE_BID,
@@ -39,6 +39,7 @@ from l2lab.schema import (
 
 FAST = 0  # an l2_data frame the scanner fully parsed
 SLOW = 1  # anything else: parse the line with collectors.capture and feed the frame one by one
+FAST_TRADES = 2  # a market_trades frame the scanner fully parsed (rows: its trades in stored order)
 
 
 def _lit(text: bytes) -> np.ndarray:
@@ -49,7 +50,18 @@ def _lit(text: bytes) -> np.ndarray:
 L_TS = _lit(b'{"ts_recv_ns":')
 L_RAW = _lit(b',"raw":"')
 L_CONN = _lit(b',"conn":')
-L_HEAD = _lit(b'{\\"channel\\":\\"l2_data\\",\\"client_id\\":\\"')
+L_CHANNEL = _lit(b'{\\"channel\\":\\"')
+L_L2_DATA = _lit(b'l2_data\\"')
+L_MARKET_TRADES = _lit(b'market_trades\\"')
+L_CLIENT = _lit(b',\\"client_id\\":\\"')
+L_TRADES = _lit(b',\\"trades\\":[')
+L_TRADE_ID = _lit(b'{\\"trade_id\\":\\"')
+L_TPRICE = _lit(b',\\"price\\":\\"')
+L_TSIZE = _lit(b',\\"size\\":\\"')
+L_TSIDE = _lit(b',\\"side\\":\\"')
+L_BUY = _lit(b'BUY\\"')
+L_SELL = _lit(b'SELL\\"')
+L_TIME = _lit(b',\\"time\\":\\"')
 L_TIMESTAMP = _lit(b',\\"timestamp\\":\\"')
 L_SEQ = _lit(b',\\"sequence_num\\":')
 L_EVENTS = _lit(b',\\"events\\":[')
@@ -85,7 +97,7 @@ def _mix(h):
 
 @njit(cache=True)
 def bytes_key(buf, start, end):
-    """64-bit key of ``buf[start:end]``: each little-endian 8-byte word w_i (zero-padded tail) is folded as
+    """64-bit key of ``buf[start:end]`` (the product-id hash table): each little-endian 8-byte word w_i (zero-padded tail) is folded as
     ``h = mix(h ^ w_i) * M1`` starting from ``h = mix(len)``, with ``mix`` the SplitMix64 finalizer.
     Equal bytes give equal keys; different texts collide with probability ~2**-64."""
     h = _mix(np.uint64(end - start) + _M1)
@@ -281,7 +293,14 @@ def _line(buf, s, end, names, offs, table, pexp, sexp, out, r0, r_cap, lines, li
     if pos < 0:
         return -1, 0
     raw0 = pos
-    pos = _match(buf, pos, end, L_HEAD)
+    pos = _match(buf, pos, end, L_CHANNEL)
+    if pos < 0:
+        return -1, 0
+    p2 = _match(buf, pos, end, L_L2_DATA)
+    trades = p2 < 0
+    if trades:
+        p2 = _match(buf, pos, end, L_MARKET_TRADES)
+    pos = _match(buf, p2, end, L_CLIENT)
     if pos < 0:
         return -1, 0
     while pos < end and buf[pos] != BSL:  # client_id: printable ASCII, no quote
@@ -298,12 +317,27 @@ def _line(buf, s, end, names, offs, table, pexp, sexp, out, r0, r_cap, lines, li
     pos = _match(buf, pos, end, L_EVENTS)
     if pos < 0:
         return -1, 0
+    if trades:
+        pos, r = _trades_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap)
+        n_snap = 0
+        if pos < 0:
+            return pos, 0
+    else:
+        pos, r, n_snap = _l2_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap, frame_ns)
+        if pos < 0:
+            return pos, 0
+    return _tail(buf, pos, end, out, r0, r, lines, li, ts, seq, frame_ns, raw0, n_snap, trades)
+
+
+@njit(cache=True)
+def _l2_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap, frame_ns):
+    """The ``events`` of an ``l2_data`` frame -> (pos after ``]``, row end, snapshot events) or (-1|-2, 0, 0)."""
     r = r0
     n_snap = 0
     while True:  # events
         pos = _match(buf, pos, end, L_TYPE)
         if pos < 0:
-            return -1, 0
+            return -1, 0, 0
         p2 = _match(buf, pos, end, L_SNAPSHOT)
         snap = p2 >= 0
         if not snap:
@@ -311,17 +345,17 @@ def _line(buf, s, end, names, offs, table, pexp, sexp, out, r0, r_cap, lines, li
         pos = _match(buf, p2, end, L_PRODUCT)
         prod, pos = _product(buf, pos, end, names, offs, table)
         if prod < 0:
-            return -1, 0
+            return -1, 0, 0
         pos = _match(buf, pos, end, L_UPDATES)
         if pos < 0:
-            return -1, 0
+            return -1, 0, 0
         first = r
         while True:  # updates
             if r >= r_cap:
-                return -2, 0  # no room for the rows: the caller scans this line again
+                return -2, 0, 0  # no room for the rows: the caller scans this line again
             pos = _match(buf, pos, end, L_SIDE)
             if pos < 0:
-                return -1, 0
+                return -1, 0, 0
             side = SIDE_BID
             p2 = _match(buf, pos, end, L_BID)
             if p2 < 0:
@@ -339,7 +373,7 @@ def _line(buf, s, end, names, offs, table, pexp, sexp, out, r0, r_cap, lines, li
             size, pos = _decimal(buf, pos, end, sexp[prod])
             pos = _match(buf, pos, end, L_QUOTE)
             if pos < 0 or pos + 1 >= end or buf[pos] != 125:  # '}'
-                return -1, 0
+                return -1, 0, 0
             out["ts_exch_ns"][r] = frame_ns if t_exch == 0 else t_exch
             out["kind"][r] = L2_SNAPSHOT if snap else (L2_DELETE if size == 0 else L2_UPDATE)
             out["side"][r] = side
@@ -353,7 +387,7 @@ def _line(buf, s, end, names, offs, table, pexp, sexp, out, r0, r_cap, lines, li
                 pos += 1
                 continue
             if buf[pos] != 93:  # ']'
-                return -1, 0
+                return -1, 0, 0
             pos += 1
             break
         if snap:
@@ -361,15 +395,21 @@ def _line(buf, s, end, names, offs, table, pexp, sexp, out, r0, r_cap, lines, li
             n_snap += 1
         out["flags"][r - 1] |= FLAG_FRAME_END
         if pos + 1 >= end or buf[pos] != 125:  # '}' ends the event
-            return -1, 0
+            return -1, 0, 0
         pos += 1
         if buf[pos] == 44:
             pos += 1
             continue
         if buf[pos] != 93:
-            return -1, 0
+            return -1, 0, 0
         pos += 1
         break
+    return pos, r, n_snap
+
+
+@njit(cache=True)
+def _tail(buf, pos, end, out, r0, r, lines, li, ts, seq, frame_ns, raw0, n_snap, trades):
+    """The end of the frame and of the capture line; on success fill the line's fields."""
     if pos + 2 >= end or buf[pos] != 125 or buf[pos + 1] != DQ:  # '}' ends the frame, '"' the raw string
         return -1, 0
     raw1 = pos + 1
@@ -385,6 +425,7 @@ def _line(buf, s, end, names, offs, table, pexp, sexp, out, r0, r_cap, lines, li
     for k in range(r0, r):
         out["ts_recv_ns"][k] = ts
         out["seq"][k] = seq
+    lines["status"][li] = FAST_TRADES if trades else FAST
     lines["ts_recv_ns"][li] = ts
     lines["conn"][li] = conn
     lines["seq"][li] = seq
@@ -393,6 +434,93 @@ def _line(buf, s, end, names, offs, table, pexp, sexp, out, r0, r_cap, lines, li
     lines["raw1"][li] = raw1
     lines["n_snap"][li] = n_snap
     return pos + 1, r - r0
+
+
+@njit(cache=True)
+def _reverse(out, a, b):
+    b -= 1
+    while a < b:
+        for name in literal_unroll(("ts_exch_ns", "trade_id", "side", "price", "size", "prod")):
+            tmp = out[name][a]
+            out[name][a] = out[name][b]
+            out[name][b] = tmp
+        a += 1
+        b -= 1
+
+
+@njit(cache=True)
+def _trades_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap):
+    """The ``events`` of a ``market_trades`` frame -> (pos after ``]``, row end) or (-1|-2, 0). Rows hold the
+    trades oldest first (the venue lists them newest first within an event), the taker side in ``side``."""
+    r = r0
+    while True:  # events
+        pos = _match(buf, pos, end, L_TYPE)
+        if pos < 0:
+            return -1, 0
+        p2 = _match(buf, pos, end, L_SNAPSHOT)
+        if p2 < 0:
+            p2 = _match(buf, pos, end, L_UPDATE)
+        pos = _match(buf, p2, end, L_TRADES)
+        if pos < 0:
+            return -1, 0
+        first = r
+        while True:  # trades
+            if r >= r_cap:
+                return -2, 0
+            pos = _match(buf, pos, end, L_TRADE_ID)
+            tid, pos = _uint(buf, pos, end)
+            pos = _match(buf, pos, end, L_QUOTE)
+            pos = _match(buf, pos, end, L_PRODUCT)
+            prod, pos = _product(buf, pos, end, names, offs, table)
+            if prod < 0:
+                return -1, 0
+            pos = _match(buf, pos, end, L_TPRICE)
+            price, pos = _decimal(buf, pos, end, pexp[prod])
+            pos = _match(buf, pos, end, L_QUOTE)
+            pos = _match(buf, pos, end, L_TSIZE)
+            size, pos = _decimal(buf, pos, end, sexp[prod])
+            pos = _match(buf, pos, end, L_QUOTE)
+            pos = _match(buf, pos, end, L_TSIDE)
+            side = SIDE_ASK  # the wire side is the maker's: BUY -> the taker sold
+            p2 = _match(buf, pos, end, L_BUY)
+            if p2 < 0:
+                side = SIDE_BID
+                p2 = _match(buf, pos, end, L_SELL)
+            pos = _match(buf, p2, end, L_TIME)
+            t_exch, pos = _time(buf, pos, end)
+            pos = _match(buf, pos, end, L_QUOTE)
+            if pos < 0 or pos + 1 >= end or buf[pos] != 125:
+                return -1, 0
+            out["ts_exch_ns"][r] = t_exch
+            out["trade_id"][r] = tid
+            out["side"][r] = side
+            out["price"][r] = price
+            out["size"][r] = size
+            out["kind"][r] = 0
+            out["flags"][r] = 0
+            out["prod"][r] = prod
+            r += 1
+            pos += 1
+            if buf[pos] == 44:
+                pos += 1
+                continue
+            if buf[pos] != 93:
+                return -1, 0
+            pos += 1
+            break
+        _reverse(out, first, r)  # oldest first
+        if pos + 1 >= end or buf[pos] != 125:
+            return -1, 0
+        pos += 1
+        if buf[pos] == 44:
+            pos += 1
+            continue
+        if buf[pos] != 93:
+            return -1, 0
+        pos += 1
+        return pos, r
+
+
 
 
 @njit(cache=True)
@@ -407,7 +535,6 @@ def _scan(buf, pos, end, names, offs, table, pexp, sexp, lines, out):
         lines["start"][n_lines] = pos
         lines["row0"][n_lines] = r
         if nl >= 0:
-            lines["status"][n_lines] = FAST
             lines["stop"][n_lines] = nl
             r += n
             pos = nl + 1
@@ -427,7 +554,7 @@ def _scan(buf, pos, end, names, offs, table, pexp, sexp, lines, out):
 
 LINE_DTYPE = np.dtype([("start", "<i8"), ("stop", "<i8"), ("status", "i1"), ("ts_recv_ns", "<i8"), ("conn", "<i8"),
                        ("seq", "<i8"), ("frame_ns", "<i8"), ("raw0", "<i8"), ("raw1", "<i8"), ("n_snap", "<i4"), ("row0", "<i8")])
-ROW_DTYPE = np.dtype(L2_EVENT_DTYPE.descr + [("prod", "<i4")])
+ROW_DTYPE = np.dtype(L2_EVENT_DTYPE.descr + [("prod", "<i4"), ("trade_id", "<i8")])
 
 
 class ProductTable:
@@ -462,11 +589,19 @@ class ScanBlock:
     rows: np.ndarray  # ROW_DTYPE
     n: int
     first_line: int  # line number (1-based, in its file) of lines[0]
+    table_names: list  # product names by index (rows["prod"])
 
     def __post_init__(self):  # contiguous columns for the compiled run finder (collectors.coinbase)
+        self._trades = None
         for name in ("status", "conn", "seq", "row0", "n_snap"):
             setattr(self, name, np.ascontiguousarray(self.lines[name]))
         self.prod = np.ascontiguousarray(self.rows["prod"])
+
+    def trades_of(self, i: int) -> list:
+        """(product, ``TRADE_DTYPE`` row tuple) of FAST_TRADES line ``i``, oldest first."""
+        if self._trades is None:
+            self._trades = _trade_tuples(self)
+        return self._trades.get(i, [])
 
     def raw_bytes(self, i: int) -> bytes:
         """The frame text of FAST line ``i`` as the capture holds it (escaped, without the quotes)."""
@@ -482,6 +617,26 @@ class ScanBlock:
         for name in L2_EVENT_DTYPE.names:
             out[name] = sel[name]
         return out
+
+
+def _trade_tuples(block: ScanBlock) -> dict[int, list]:
+    """Every FAST_TRADES line's trades as (product, row tuple), built once per block in a few list passes."""
+    lines = np.flatnonzero(block.status[:block.n] == FAST_TRADES)
+    out: dict[int, list] = {}
+    if len(lines) == 0:
+        return out
+    lens = block.row0[lines + 1] - block.row0[lines]
+    idx = np.repeat(block.row0[lines], lens) + (np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens))
+    r = block.rows[idx]
+    names = block.table_names
+    items = [(names[p], (a, b, c, d, e, f, g)) for p, a, b, c, d, e, f, g in zip(
+        r["prod"].tolist(), r["ts_recv_ns"].tolist(), r["ts_exch_ns"].tolist(), r["seq"].tolist(),
+        r["trade_id"].tolist(), r["side"].tolist(), r["price"].tolist(), r["size"].tolist())]
+    pos = 0
+    for line, n in zip(lines.tolist(), lens.tolist()):
+        out[line] = items[pos:pos + n]
+        pos += n
+    return out
 
 
 def scan(buf: np.ndarray, table: ProductTable, first_line: int = 1) -> ScanBlock:
@@ -512,4 +667,4 @@ def scan(buf: np.ndarray, table: ProductTable, first_line: int = 1) -> ScanBlock
             ls.append(lp)
             rs.append(rp)
         lines, rows = np.concatenate(ls), np.concatenate(rs)
-    return ScanBlock(buf, lines, rows, len(lines) - 1, first_line)
+    return ScanBlock(buf, lines, rows, len(lines) - 1, first_line, table.names)

@@ -25,7 +25,7 @@ import numpy as np
 from collectors.bronze import BronzeWriter
 from collectors.capture import capture_files, parse_line, read_capture, read_chunks
 from collectors.coinbase import CoinbaseNormalizer, ProductScale
-from collectors.frame_scan import FAST, scan
+from collectors.frame_scan import SLOW, scan
 from l2lab import atomic
 
 BATCH_FRAMES = 200_000
@@ -95,7 +95,7 @@ def _feed_bulk(path: Path, norm: CoinbaseNormalizer, batch_done) -> int:
             i = 0
             while i < block.n:
                 stop = min(block.n, i + BATCH_FRAMES - n % BATCH_FRAMES)
-                j = norm.feed_scanned(block, i, stop) if block.status[i] == FAST else i
+                j = norm.feed_scanned(block, i, stop) if block.status[i] != SLOW else i
                 if j > i:
                     n += j - i
                     i = j

@@ -24,7 +24,7 @@ import collectors.normalizer_store as store_mod
 from collectors.bronze import read_dataset
 from collectors.capture import CaptureError
 from collectors.coinbase import CoinbaseNormalizer, ProductScale
-from collectors.frame_scan import FAST, SLOW, scan
+from collectors.frame_scan import FAST, FAST_TRADES, SLOW, scan
 from collectors.ingest import ingest_capture
 
 PRODUCTS = {"BTC-USD": ProductScale(2, 8), "ÉTH-€": ProductScale(1, 3), "SOL-USD": ProductScale(0, 0)}
@@ -163,9 +163,11 @@ class Session:
             return text
         if kind < 0.90:
             p = self.product()
+            scale = PRODUCTS.get(p, ProductScale(2, 8))
             trades = ",".join(
                 f'{{"trade_id":"{r.randrange(1, 60)}","product_id":{json.dumps(p, ensure_ascii=False)},'
-                f'"price":"{self.number(2)}","size":"{self.number(3)}","side":"{r.choice(["BUY", "SELL"])}",'
+                f'"price":"{self.number(scale.price_exp)}","size":"{self.number(scale.size_exp)}",'
+                f'"side":"{r.choice(["BUY", "SELL"])}",'
                 f'"time":"{self.time()}"}}' for _ in range(r.randrange(1, 4)))
             return (f'{{"channel":"market_trades","client_id":"","timestamp":"{t}","sequence_num":{seq},'
                     f'"events":[{{"type":"update","trades":[{trades}]}}]}}')
@@ -248,15 +250,17 @@ def test_random_sessions_bulk_equals_frame_by_frame(tmp_path, small_pieces, seed
 
 
 def test_clean_session_takes_frames_in_bulk(tmp_path):
-    """Ordinary frames really go the compiled way (so the equality above is not all fallbacks)."""
+    """Ordinary frames really go the compiled way (so the equality above is not all fallbacks), and the rows of a
+    scanned l2_data frame are what feed() stages for it."""
     lines = Session(random.Random(11), 0.0).run(400, [3])
     norm = CoinbaseNormalizer(PRODUCTS)
     block = scan(np.frombuffer(b"\n".join(lines) + b"\n", np.uint8), norm.scan_table)
     status = block.lines["status"][:block.n]
     raws = [orjson.loads(line)["raw"] if line else "" for line in lines]
-    is_l2 = np.array([_is_json(r) and orjson.loads(r).get("channel") == "l2_data" and "events" in orjson.loads(r)
-                      for r in raws])
-    assert (status[is_l2] == FAST).all() and (status[~is_l2] == SLOW).all()
+    channel = np.array([orjson.loads(r).get("channel") if _is_json(r) and "events" in orjson.loads(r) else None
+                        for r in raws])
+    assert (status[channel == "l2_data"] == FAST).all() and (status[channel == "market_trades"] == FAST_TRADES).all()
+    assert (status[(channel != "l2_data") & (channel != "market_trades")] == SLOW).all()
     # the scanned rows of each FAST line are what feed() stages for that frame
     for i in np.flatnonzero(status == FAST)[:50].tolist():
         ref = CoinbaseNormalizer(PRODUCTS)
