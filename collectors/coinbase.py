@@ -17,9 +17,10 @@ Rules
   sent on subscribe repeats recent trades.
 * Bulk input: :meth:`CoinbaseNormalizer.feed_scanned` takes frames that :mod:`collectors.frame_scan` parsed in
   a compiled pass over capture lines, for as long as each is what ``feed`` would accept without any transition
-  (the next ``sequence_num`` on the current connection, only products that already have rows on it): then
-  ``feed`` would only append the frame's rows and count it, and so does ``feed_scanned``, for the whole run at
-  once. Every other frame goes through ``feed``, so gaps, quarantine and dedupe are decided in one place.
+  (the next ``sequence_num`` on the current connection; for ``l2_data`` only products that already have rows on
+  it): then ``feed`` would only append the frame's rows (trades through the same dedupe) and count it, and so
+  does ``feed_scanned``, for whole runs at once. Every other frame goes through ``feed``, so gaps, quarantine
+  and dedupe are decided in one place.
 * A frame that cannot be parsed, or with a field out of contract, goes to quarantine with a reason naming the
   field; if it was L2 data of a known product, that product also gets a gap (its book missed an update).
 * Recording boundaries are gaps too: a product's first L2 row of a recording is preceded by a ``GAP_START``
@@ -74,8 +75,8 @@ class CoinbaseNormalizer:
     def __init__(self, products: dict[str, ProductScale], source: str = "live"):
         self.products = products
         self.source = source
-        self.scan_table = ProductTable(products)  # product indices of scanned rows
-        self._l2 = L2Rows(self.scan_table.names)
+        self._scan_table: ProductTable | None = None
+        self._l2 = L2Rows(list(products))  # scanned rows index products in this order
         self._trades = defaultdict(list)
         self._gaps: list[dict] = []
         self._quarantine: list[dict] = []
@@ -182,6 +183,13 @@ class CoinbaseNormalizer:
         self._next_seq[conn] = int(seqs[last]) + 1
         self._recent_seq[conn].add_block(block, i, j)
         return j
+
+    @property
+    def scan_table(self) -> ProductTable:
+        """The products in scanner form (built on first use: the live collector never scans)."""
+        if self._scan_table is None:
+            self._scan_table = ProductTable(self.products)
+        return self._scan_table
 
     def _known_mask(self, conn: int) -> np.ndarray:
         """Products (``scan_table`` order) recorded and with L2 rows on ``conn`` (cached until either set changes)."""

@@ -1,4 +1,5 @@
-"""Compiled scanner for raw capture lines carrying Coinbase ``l2_data`` frames (the bulk path of ``l2lab ingest``).
+"""Compiled scanner for raw capture lines carrying Coinbase ``l2_data`` and ``market_trades`` frames (the bulk path
+of ``l2lab ingest``).
 
 A capture line is ``{"ts_recv_ns":<int>,"raw":"<frame, JSON-escaped>"[,"conn":<int>]}``. :func:`scan` walks a
 buffer of whole lines once, byte by byte (numba), and for every line it *fully understands* writes the line's
@@ -17,8 +18,12 @@ What the scanner understands (anything else is ``SLOW``; ``SLOW`` is always corr
          "events":[{"type":"snapshot"|"update","product_id":"<known product>","updates":[
            {"side":"bid"|"offer"|"ask","event_time":"<T>","price_level":"<D>","new_quantity":"<D>"}, ...]}, ...]}
 
-    with at least one event and at least one update per event; the only escape inside the frame text is ``\\"``
-    (so the escaped text is exactly ``orjson.dumps(frame)`` without its quotes: equal bytes, equal frames).
+    or ``{"channel":"market_trades", <same envelope>, "events":[{"type":"snapshot"|"update","trades":[
+    {"trade_id":"<int>","product_id":"<known product>","price":"<D>","size":"<D>","side":"BUY"|"SELL",
+    "time":"<T>"}, ...]}, ...]}`` (rows: the trades oldest first, the taker side as in the normalizer),
+    with at least one event and at least one update or trade per event; the only escape inside the frame
+    text is ``\\"`` (so the escaped text is exactly ``orjson.dumps(frame)`` without its quotes: equal bytes,
+    equal frames).
     ``<T>``: ``YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z`` with year 1900-2200 and month 01-12 (day, hour, minute, second
     are added arithmetically like ``calendar.timegm``). ``<D>``: ``digits[.digits]`` with at most ``exp``
     significant decimals and a mantissa below 10**18 (``l2lab.schema.parse_fixed`` gives the same integer).
@@ -97,8 +102,8 @@ def _mix(h):
 
 @njit(cache=True)
 def bytes_key(buf, start, end):
-    """64-bit key of ``buf[start:end]`` (the product-id hash table): each little-endian 8-byte word w_i (zero-padded tail) is folded as
-    ``h = mix(h ^ w_i) * M1`` starting from ``h = mix(len)``, with ``mix`` the SplitMix64 finalizer.
+    """64-bit key of ``buf[start:end]`` (the product-id hash table): each little-endian 8-byte word w_i
+    (zero-padded tail) is folded as ``h = mix(h ^ w_i) * M1`` starting from ``h = mix(len)``, with ``mix`` the SplitMix64 finalizer.
     Equal bytes give equal keys; different texts collide with probability ~2**-64."""
     h = _mix(np.uint64(end - start) + _M1)
     i = start
@@ -553,7 +558,8 @@ def _scan(buf, pos, end, names, offs, table, pexp, sexp, lines, out):
 
 
 LINE_DTYPE = np.dtype([("start", "<i8"), ("stop", "<i8"), ("status", "i1"), ("ts_recv_ns", "<i8"), ("conn", "<i8"),
-                       ("seq", "<i8"), ("frame_ns", "<i8"), ("raw0", "<i8"), ("raw1", "<i8"), ("n_snap", "<i4"), ("row0", "<i8")])
+                       ("seq", "<i8"), ("frame_ns", "<i8"), ("raw0", "<i8"), ("raw1", "<i8"), ("n_snap", "<i4"),
+                       ("row0", "<i8")])
 ROW_DTYPE = np.dtype(L2_EVENT_DTYPE.descr + [("prod", "<i4"), ("trade_id", "<i8")])
 
 

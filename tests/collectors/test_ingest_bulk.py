@@ -70,9 +70,12 @@ ODD_TIMES = ["2026-01-05T00:00:01Z", "2026-01-05T00:00:01+00:00", "2026-01-05T00
              "2300-01-01T00:00:00Z", "1800-06-30T12:00:00.5Z", "２026-01-05T00:00:01Z", ""]
 
 
+def js(value):
+    return json.dumps(value, ensure_ascii=False)
+
+
 def update_text(side, t, price, qty):
-    return (f'{{"side":{json.dumps(side)},"event_time":{json.dumps(t, ensure_ascii=False)},'
-            f'"price_level":{json.dumps(price, ensure_ascii=False)},"new_quantity":{json.dumps(qty, ensure_ascii=False)}}}')
+    return f'{{"side":{js(side)},"event_time":{js(t)},"price_level":{js(price)},"new_quantity":{js(qty)}}}'
 
 
 def event_text(etype, product, updates):
@@ -81,7 +84,7 @@ def event_text(etype, product, updates):
 
 
 def l2_text(seq, t, events, client_id=""):
-    return (f'{{"channel":"l2_data","client_id":{json.dumps(client_id)},"timestamp":{json.dumps(t, ensure_ascii=False)},'
+    return (f'{{"channel":"l2_data","client_id":{js(client_id)},"timestamp":{js(t)},'
             f'"sequence_num":{seq},"events":[{",".join(events)}]}}')
 
 
