@@ -36,7 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import literal_unroll, njit
+from numba import njit
 
 from l2lab.schema import (
     FLAG_BOOK_RESET, FLAG_FRAME_END, L2_DELETE, L2_EVENT_DTYPE, L2_SNAPSHOT, L2_UPDATE, SIDE_ASK, SIDE_BID,
@@ -443,12 +443,15 @@ def _tail(buf, pos, end, out, r0, r, lines, li, ts, seq, frame_ns, raw0, n_snap,
 
 @njit(cache=True)
 def _reverse(out, a, b):
+    """Reverse rows ``a:b`` in place (the fields trades use)."""
     b -= 1
     while a < b:
-        for name in literal_unroll(("ts_exch_ns", "trade_id", "side", "price", "size", "prod")):
-            tmp = out[name][a]
-            out[name][a] = out[name][b]
-            out[name][b] = tmp
+        t, u, v = out[a]["ts_exch_ns"], out[a]["trade_id"], out[a]["side"]
+        w, x, y = out[a]["price"], out[a]["size"], out[a]["prod"]
+        out[a]["ts_exch_ns"], out[a]["trade_id"], out[a]["side"] = out[b]["ts_exch_ns"], out[b]["trade_id"], out[b]["side"]
+        out[a]["price"], out[a]["size"], out[a]["prod"] = out[b]["price"], out[b]["size"], out[b]["prod"]
+        out[b]["ts_exch_ns"], out[b]["trade_id"], out[b]["side"] = t, u, v
+        out[b]["price"], out[b]["size"], out[b]["prod"] = w, x, y
         a += 1
         b -= 1
 
