@@ -219,16 +219,15 @@ def parse_line(f: Path, lineno: int, line: bytes, strict: bool = True) -> Captur
     return CaptureRecord(ts, raw, conn, lineno, str(f))
 
 
-def read_chunks(f: Path, size: int | None = None) -> Iterator[tuple[bytes, int, bool]]:
-    """A capture file's bytes in pieces of whole lines: ``(data, first line number, last)``. ``data`` ends with a
-    newline, except in the last piece of a compressed segment whose final line has none; a plain segment's
-    partial last line (a crash) is left out, as :func:`read_capture` skips it."""
+def read_chunks(f: Path, size: int | None = None) -> Iterator[bytes]:
+    """A capture file's bytes in pieces of whole lines (line numbers: count the newlines). Each piece ends with a
+    newline, except the last piece of a compressed segment whose final line has none; a plain segment's partial
+    last line (a crash) is left out, as :func:`read_capture` skips it."""
     f = Path(f)
     size = size or CHUNK_BYTES
     with open(f, "rb") as fh:
         stream = zstandard.ZstdDecompressor().stream_reader(fh) if f.name.endswith(".zst") else fh
         carry = b""
-        lineno = 1
         while True:
             piece = stream.read(size)
             if not piece:
@@ -239,10 +238,9 @@ def read_chunks(f: Path, size: int | None = None) -> Iterator[tuple[bytes, int, 
                 carry = data
                 continue
             carry = data[cut:]
-            yield data[:cut], lineno, False
-            lineno += data.count(b"\n", 0, cut)
+            yield data[:cut] if carry else data
         if carry and f.name.endswith(".zst"):
-            yield carry, lineno, True
+            yield carry
 
 
 def write_capture(path: str | os.PathLike, records: Iterator[tuple[int, str]]) -> int:

@@ -90,8 +90,10 @@ def _feed_bulk(path: Path, norm: CoinbaseNormalizer, batch_done) -> int:
     """The same frames in the same order as :func:`_feed_frames`, batches at the same frame counts."""
     n = 0
     for f in capture_files(path):
-        for data, first_line, _ in read_chunks(f):
+        first_line = 1
+        for data in read_chunks(f):
             block = scan(np.frombuffer(data, np.uint8), norm.scan_table, first_line)
+            first_line += block.n  # every line of a piece ends with a newline but a final unterminated one
             i = 0
             while i < block.n:
                 stop = min(block.n, i + BATCH_FRAMES - n % BATCH_FRAMES)
@@ -100,7 +102,7 @@ def _feed_bulk(path: Path, norm: CoinbaseNormalizer, batch_done) -> int:
                     n += j - i
                     i = j
                 else:
-                    rec = parse_line(f, first_line + i, block.line_bytes(i))
+                    rec = parse_line(f, block.first_line + i, block.line_bytes(i))
                     i += 1
                     if rec is None:
                         continue

@@ -164,34 +164,41 @@ class L2Rows:
         return out
 
     def _merge(self) -> dict[str, np.ndarray]:
-        parts: dict[str, list] = defaultdict(list)  # product -> [(sort keys, rows)]
+        tuples: dict[str, tuple] = {}  # product -> (sort keys, rows) of its row tuples
         for p, rows in self.tuples.items():
-            if not rows:
-                continue
-            ords = np.zeros(len(rows), np.int64)
-            for k, taken in self.marks.get(p, ()):
-                ords[k:] = taken
-            parts[p].append((2 * ords, np.array(rows, dtype=L2_EVENT_DTYPE)))
+            if rows:
+                ords = np.zeros(len(rows), np.int64)
+                for k, taken in self.marks.get(p, ()):
+                    ords[k:] = taken
+                tuples[p] = (2 * ords, np.array(rows, dtype=L2_EVENT_DTYPE))
+        blocks: dict[str, list] = defaultdict(list)  # product -> [(sort keys, rows)] in increasing keys
         base = 0
         by_block: dict[int, list] = {}
         for block, r0, r1 in self.runs:
             by_block.setdefault(id(block), [block, []])[1].append((r0, r1, base))
             base += r1 - r0
-        for block, runs in by_block.values():
+        for block, runs in by_block.values():  # blocks come in order, so keys keep increasing
             r0 = np.array([r[0] for r in runs], np.int64)
             lens = np.array([r[1] - r[0] for r in runs], np.int64)
             ord0 = np.array([r[2] for r in runs], np.int64)
             within = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
             idx = np.repeat(r0, lens) + within
             ords = np.repeat(ord0, lens) + within
-            prod = block.rows["prod"][idx]
+            prod = block.prod[idx]
             for k in np.unique(prod).tolist():
                 sel = prod == k
-                parts[self.names[k]].append((2 * ords[sel] + 1, block.l2_rows(idx[sel])))
-        out = {}
-        for p, pieces in parts.items():
-            keys = np.concatenate([k for k, _ in pieces])
-            rows = np.concatenate([r for _, r in pieces])
-            out[p] = rows[np.argsort(keys, kind="stable")]
-        first = {p: int(np.min(np.concatenate([k for k, _ in parts[p]]))) for p in out}
+                blocks[self.names[k]].append((2 * ords[sel] + 1, block.l2_rows(idx[sel])))
+        out, first = {}, {}
+        for p in {**tuples, **blocks}:
+            pieces = blocks.get(p, [])
+            rows = np.concatenate([r for _, r in pieces]) if pieces else None
+            first[p] = min(([int(pieces[0][0][0])] if pieces else []) + ([int(tuples[p][0][0])] if p in tuples else []))
+            if p in tuples:
+                t_keys, t_rows = tuples[p]
+                if rows is None:
+                    rows = t_rows
+                else:  # a tuple row goes before the first block row with a larger key (block keys increase)
+                    b_keys = np.concatenate([k for k, _ in pieces])
+                    rows = np.insert(rows, np.searchsorted(b_keys, t_keys), t_rows)
+            out[p] = rows
         return dict(sorted(out.items(), key=lambda kv: first[kv[0]]))
