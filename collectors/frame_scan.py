@@ -47,6 +47,14 @@ SLOW = 1  # anything else: parse the line with collectors.capture and feed the f
 FAST_TRADES = 2  # a market_trades frame the scanner fully parsed (rows: its trades in stored order)
 
 
+def _readonly(buf: np.ndarray) -> np.ndarray:
+    """A read-only view (one compiled signature for every buffer the scanner sees)."""
+    if buf.flags.writeable:
+        buf = buf.view()
+        buf.flags.writeable = False
+    return buf
+
+
 def _lit(text: bytes) -> np.ndarray:
     return np.frombuffer(text, dtype=np.uint8).copy()
 
@@ -534,8 +542,8 @@ def _trades_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap):
 @njit(cache=True)
 def _scan(buf, pos, end, names, offs, table, pexp, sexp, lines, out):
     """Scan whole lines from ``pos`` until ``end`` or the output is full; returns (lines, rows, next pos)."""
-    n_lines = 0
-    r = 0
+    n_lines = np.int64(0)  # typed, not literal: one compiled _line instead of two
+    r = np.int64(0)
     line_cap = lines.shape[0]
     r_cap = out.shape[0]
     while pos < end and n_lines < line_cap:
@@ -582,7 +590,7 @@ class ProductTable:
             size *= 2
         self.table = np.full(size, -1, np.int64)
         for i, b in enumerate(encoded):
-            slot = int(bytes_key(_lit(b or b"\0"), 0, len(b))) & (size - 1)
+            slot = int(bytes_key(_readonly(_lit(b or b"\0")), 0, len(b))) & (size - 1)
             while self.table[slot] >= 0:
                 slot = (slot + 1) & (size - 1)
             self.table[slot] = i
@@ -650,9 +658,7 @@ def _trade_tuples(block: ScanBlock) -> dict[int, list]:
 
 def scan(buf: np.ndarray, table: ProductTable, first_line: int = 1) -> ScanBlock:
     """Scan ``buf`` (uint8, whole lines each ending in a newline) into a :class:`ScanBlock`."""
-    if buf.flags.writeable:  # one compiled signature: always a read-only view
-        buf = buf.view()
-        buf.flags.writeable = False
+    buf = _readonly(buf)
     end = len(buf)
     line_cap = end // 48 + 16  # grown below if the buffer holds many short lines
     lines = np.empty(line_cap + 1, LINE_DTYPE)
