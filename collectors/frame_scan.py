@@ -343,6 +343,17 @@ def _line(buf, s, end, names, offs, table, pexp, sexp, out, r0, r_cap, lines, li
 
 
 @njit(cache=True)
+def _next_item(buf, pos):
+    """After a list item: ``,`` -> (pos after it, 1: another item); ``]`` -> (pos after it, 0: the list ended);
+    anything else -> (pos, -1)."""
+    if buf[pos] == 44:
+        return pos + 1, 1
+    if buf[pos] == 93:
+        return pos + 1, 0
+    return pos, -1
+
+
+@njit(cache=True)
 def _l2_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap, frame_ns):
     """The ``events`` of an ``l2_data`` frame -> (pos after ``]``, row end, snapshot events) or (-1|-2, 0, 0)."""
     r = r0
@@ -395,13 +406,11 @@ def _l2_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap, fram
             out["flags"][r] = 0
             out["prod"][r] = prod
             r += 1
-            pos += 1
-            if buf[pos] == 44:  # ','
-                pos += 1
+            pos, more = _next_item(buf, pos + 1)
+            if more > 0:
                 continue
-            if buf[pos] != 93:  # ']'
+            if more < 0:
                 return -1, 0, 0
-            pos += 1
             break
         if snap:
             out["flags"][first] |= FLAG_BOOK_RESET
@@ -410,12 +419,11 @@ def _l2_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap, fram
         if pos + 1 >= end or buf[pos] != 125:  # '}' ends the event
             return -1, 0, 0
         pos += 1
-        if buf[pos] == 44:
-            pos += 1
+        pos, more = _next_item(buf, pos)
+        if more > 0:
             continue
-        if buf[pos] != 93:
+        if more < 0:
             return -1, 0, 0
-        pos += 1
         break
     return pos, r, n_snap
 
@@ -517,23 +525,21 @@ def _trades_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap):
             out["prod"][r] = prod
             r += 1
             pos += 1
-            if buf[pos] == 44:
-                pos += 1
+            pos, more = _next_item(buf, pos)
+            if more > 0:
                 continue
-            if buf[pos] != 93:
+            if more < 0:
                 return -1, 0
-            pos += 1
             break
         _reverse(out, first, r)  # oldest first
         if pos + 1 >= end or buf[pos] != 125:
             return -1, 0
         pos += 1
-        if buf[pos] == 44:
-            pos += 1
+        pos, more = _next_item(buf, pos)
+        if more > 0:
             continue
-        if buf[pos] != 93:
+        if more < 0:
             return -1, 0
-        pos += 1
         return pos, r
 
 
