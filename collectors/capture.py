@@ -33,6 +33,7 @@ import zstandard
 from l2lab import atomic
 
 HOUR_NS = 3_600_000_000_000
+CHUNK_BYTES = 8 << 20  # bulk reading (read_chunks): decompressed bytes per piece
 
 
 def hour_partition(ts_ns: int) -> str:
@@ -195,20 +196,51 @@ def _parse_lines(f: Path, stream, strict: bool, tolerate_partial_tail: bool) -> 
     for lineno, line in enumerate(stream, 1):
         if not line.endswith(b"\n") and tolerate_partial_tail:
             return  # a crash cut this line; recover() keeps it aside
-        if not line.strip():
-            continue
-        try:
-            obj = orjson.loads(line)
-            ts, raw, conn = obj["ts_recv_ns"], obj["raw"], obj.get("conn", 0)
-            if not isinstance(ts, int) or isinstance(ts, bool) or not isinstance(raw, str):
-                raise TypeError("ts_recv_ns must be an integer and raw a string")
-            if not isinstance(conn, int) or isinstance(conn, bool):
-                raise TypeError("conn must be an integer")
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            if strict:
-                raise CaptureError(f"{f}: line {lineno}: not a capture record ({exc})") from None
-            continue
-        yield CaptureRecord(ts, raw, conn, lineno, str(f))
+        rec = parse_line(f, lineno, line, strict)
+        if rec is not None:
+            yield rec
+
+
+def parse_line(f: Path, lineno: int, line: bytes, strict: bool = True) -> CaptureRecord | None:
+    """One capture line -> its record; ``None`` for a blank line (or, with ``strict=False``, a bad one)."""
+    if not line.strip():
+        return None
+    try:
+        obj = orjson.loads(line)
+        ts, raw, conn = obj["ts_recv_ns"], obj["raw"], obj.get("conn", 0)
+        if not isinstance(ts, int) or isinstance(ts, bool) or not isinstance(raw, str):
+            raise TypeError("ts_recv_ns must be an integer and raw a string")
+        if not isinstance(conn, int) or isinstance(conn, bool):
+            raise TypeError("conn must be an integer")
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        if strict:
+            raise CaptureError(f"{f}: line {lineno}: not a capture record ({exc})") from None
+        return None
+    return CaptureRecord(ts, raw, conn, lineno, str(f))
+
+
+def read_chunks(f: Path, size: int | None = None) -> Iterator[bytes]:
+    """A capture file's bytes in pieces of whole lines (line numbers: count the newlines). Each piece ends with a
+    newline, except the last piece of a compressed segment whose final line has none; a plain segment's partial
+    last line (a crash) is left out, as :func:`read_capture` skips it."""
+    f = Path(f)
+    size = size or CHUNK_BYTES
+    with open(f, "rb") as fh:
+        stream = zstandard.ZstdDecompressor().stream_reader(fh) if f.name.endswith(".zst") else fh
+        carry = b""
+        while True:
+            piece = stream.read(size)
+            if not piece:
+                break
+            data = carry + piece if carry else piece
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                carry = data
+                continue
+            carry = data[cut:]
+            yield data[:cut] if carry else data
+        if carry and f.name.endswith(".zst"):
+            yield carry
 
 
 def write_capture(path: str | os.PathLike, records: Iterator[tuple[int, str]]) -> int:

@@ -13,7 +13,14 @@ Rules
   Prices and sizes are parsed exactly into fixed-point mantissas (``l2lab.schema``).
 * A snapshot's ``event_time`` may be the epoch; ``ts_exch_ns`` then falls back to the frame ``timestamp``.
 * ``market_trades``: the wire ``side`` is the maker's; the stored side is the taker's. Trades are deduplicated
-  by (product, trade_id) — the snapshot sent on subscribe repeats recent trades.
+  by (product, trade_id) among the last ``RECENT_TRADE_IDS`` (200,000) accepted ids of the product — the snapshot
+  sent on subscribe repeats recent trades.
+* Bulk input: :meth:`CoinbaseNormalizer.feed_scanned` takes frames that :mod:`collectors.frame_scan` parsed in
+  a compiled pass over capture lines, for as long as each is what ``feed`` would accept without any transition
+  (the next ``sequence_num`` on the current connection; for ``l2_data`` only products that already have rows on
+  it): then ``feed`` would only append the frame's rows (trades through the same dedupe) and count it, and so
+  does ``feed_scanned``, for whole runs at once. Every other frame goes through ``feed``, so gaps, quarantine
+  and dedupe are decided in one place.
 * A frame that cannot be parsed, or with a field out of contract, goes to quarantine with a reason naming the
   field; if it was L2 data of a known product, that product also gets a gap (its book missed an update).
 * Recording boundaries are gaps too: a product's first L2 row of a recording is preceded by a ``GAP_START``
@@ -23,21 +30,23 @@ Rules
 
 from __future__ import annotations
 
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
+from numba import njit
 
+from collectors.frame_scan import FAST, FAST_TRADES, ProductTable
+from collectors.normalizer_store import L2Rows, RecentFrames, RecentTradeIds
 from collectors.timeparse import rfc3339_to_ns
 from l2lab.schema import (
-    FLAG_BOOK_RESET, FLAG_FRAME_END, GAP_DISCONNECT, GAP_SEQUENCE, GAP_START, GAP_STOP, L2_DELETE, L2_EVENT_DTYPE,
+    FLAG_BOOK_RESET, FLAG_FRAME_END, GAP_DISCONNECT, GAP_SEQUENCE, GAP_START, GAP_STOP, L2_DELETE,
     L2_GAP, L2_SNAPSHOT, L2_UPDATE, SIDE_ASK, SIDE_BID, TRADE_DTYPE, parse_fixed,
 )
 
 L2_SIDE = {"bid": SIDE_BID, "offer": SIDE_ASK, "ask": SIDE_ASK}
 MAKER_SIDE_TO_TAKER = {"BUY": SIDE_ASK, "SELL": SIDE_BID}  # maker bought -> taker sold
-RECENT_TRADE_IDS = 200_000  # per product, for deduplication
 
 
 @dataclass(frozen=True)
@@ -66,14 +75,18 @@ class CoinbaseNormalizer:
     def __init__(self, products: dict[str, ProductScale], source: str = "live"):
         self.products = products
         self.source = source
-        self._l2 = defaultdict(list)
+        self._scan_table: ProductTable | None = None
+        self._l2 = L2Rows(list(products))  # scanned rows index products in this order
         self._trades = defaultdict(list)
         self._gaps: list[dict] = []
         self._quarantine: list[dict] = []
         self._next_seq: dict[int, int] = {}
         self._l2_products: dict[int, set[str]] = defaultdict(set)
-        self._recent_seq: dict[int, OrderedDict] = defaultdict(OrderedDict)
-        self._trade_ids: dict[str, OrderedDict] = defaultdict(OrderedDict)
+        self._recent_seq: dict[int, RecentFrames] = defaultdict(RecentFrames)
+        self._products_version = 0  # bumped whenever _recorded or _l2_products change
+        self._known_key = None  # (conn, version) the cached mask below was built for
+        self._known = np.zeros(len(products), np.bool_)
+        self._trade_ids: dict[str, RecentTradeIds] = defaultdict(RecentTradeIds)
         self._conn: int | None = None
         self._recorded: set[str] = set()  # products with L2 rows in this recording
         self._last_ts: int | None = None
@@ -131,6 +144,62 @@ class CoinbaseNormalizer:
                 if products:
                     self._gap(ts_recv_ns, conn, GAP_SEQUENCE, seq, seq, f"rejected L2 frame: {exc.reason}", products)
 
+    def feed_scanned(self, block, i: int, stop: int) -> int:
+        """Take frames ``i, i + 1, ... < stop`` of a :class:`collectors.frame_scan.ScanBlock` (scanned with
+        ``self.scan_table``) for as long as ``feed`` would accept each with no transition: a FAST frame on the
+        current connection carrying the next ``sequence_num`` -- ``l2_data`` whose products all have L2 rows on
+        that connection already, or ``market_trades`` -- so no gap, quarantine, connection change or
+        recording-start marker. Trades go through the same dedupe as in ``feed``. Returns the index of the first
+        frame not taken (``i``: feed that one with ``feed``)."""
+        conn = self._conn
+        expected = self._next_seq.get(conn) if conn is not None else None
+        if expected is None:
+            return i
+        status, conns, seqs = block.status, block.conn, block.seq
+        known = self._known_mask(conn)
+        st = self.stats
+        j = i
+        while j < stop:
+            k, n_rows, n_snap = _trivial_run(status, conns, seqs, block.row0, block.n_snap, block.prod, known, j,
+                                             stop, conn, expected + (j - i))
+            if k > j:
+                st["frames"] += k - j
+                st["l2_rows"] += n_rows
+                if n_snap:
+                    st["snapshots"] += n_snap
+                self._l2.add_block(block, int(block.row0[j]), int(block.row0[k]))
+                j = k
+            elif status[j] == FAST_TRADES and conns[j] == conn and seqs[j] == expected + (j - i):
+                st["frames"] += 1
+                self._accept_trades(block.trades_of(j))
+                j += 1
+            else:
+                break
+        if j == i:
+            return i
+        last = j - 1
+        self._last_ts = self.last_recv_ns = int(block.lines["ts_recv_ns"][last])
+        self.last_venue_ns = int(block.lines["frame_ns"][last])
+        self._next_seq[conn] = int(seqs[last]) + 1
+        self._recent_seq[conn].add_block(block, i, j)
+        return j
+
+    @property
+    def scan_table(self) -> ProductTable:
+        """The products in scanner form (built on first use: the live collector never scans)."""
+        if self._scan_table is None:
+            self._scan_table = ProductTable(self.products)
+        return self._scan_table
+
+    def _known_mask(self, conn: int) -> np.ndarray:
+        """Products (``scan_table`` order) recorded and with L2 rows on ``conn`` (cached until either set changes)."""
+        key = (conn, self._products_version)
+        if key != self._known_key:
+            on_conn = self._l2_products.get(conn, set())
+            self._known = np.array([p in on_conn and p in self._recorded for p in self.scan_table.names], np.bool_)
+            self._known_key = key
+        return self._known
+
     def connection_lost(self, ts_ns: int, conn: int, detail: str = "disconnected") -> None:
         """Mark every L2 product of ``conn`` invalid (their books resume at the next snapshot)."""
         products = sorted(self._l2_products.get(conn, ()))
@@ -139,6 +208,7 @@ class CoinbaseNormalizer:
         self._next_seq.pop(conn, None)
         self._recent_seq.pop(conn, None)
         self._l2_products.pop(conn, None)
+        self._products_version += 1
 
     def mark_gap(self, ts_ns: int, conn: int, kind: int, detail: str) -> None:
         """A gap the caller detected (e.g. staleness): invalidates every L2 product of ``conn``."""
@@ -160,12 +230,12 @@ class CoinbaseNormalizer:
     # -- output ---------------------------------------------------------------------------------------------
     def drain(self) -> Batch:
         b = Batch(
-            l2={p: np.array(rows, dtype=L2_EVENT_DTYPE) for p, rows in self._l2.items() if rows},
+            l2=self._l2.take(),
             trades={p: np.array(rows, dtype=TRADE_DTYPE) for p, rows in self._trades.items() if rows},
             gaps=self._gaps,
             quarantine=self._quarantine,
         )
-        self._l2, self._trades = defaultdict(list), defaultdict(list)
+        self._trades = defaultdict(list)
         self._gaps, self._quarantine = [], []
         return b
 
@@ -174,7 +244,7 @@ class CoinbaseNormalizer:
         expected = self._next_seq.get(conn)
         recent = self._recent_seq[conn]
         if expected is not None and seq < expected:
-            if recent.get(seq) == hash(raw):
+            if recent.same_text(seq, raw):
                 self.stats["duplicates"] += 1
                 self._reject(ts, raw, conn, where, f"duplicate frame (sequence_num {seq})")
             else:
@@ -186,14 +256,12 @@ class CoinbaseNormalizer:
             products = sorted(self._l2_products.get(conn, ()))
             self._gap(ts, conn, GAP_SEQUENCE, expected, seq, f"sequence_num jumped from {expected - 1} to {seq}", products)
         self._next_seq[conn] = seq + 1
-        recent[seq] = hash(raw)
-        if len(recent) > 4096:
-            recent.popitem(last=False)
+        recent.add(seq, raw)
         return True
 
     def _gap(self, ts, conn, kind, expected, got, detail, products) -> None:
         for p in products:  # a gap has no venue time: ts_exch_ns 0
-            self._l2[p].append((ts, 0, -1, L2_GAP, 0, 0, 0, FLAG_FRAME_END))
+            self._l2.add(p, [(ts, 0, -1, L2_GAP, 0, 0, 0, FLAG_FRAME_END)])
         self._gaps.append({"ts_recv_ns": ts, "conn": conn, "kind": kind, "expected_seq": expected,
                            "got_seq": got, "products": ",".join(products), "detail": detail, "source": self.source})
 
@@ -257,9 +325,13 @@ class CoinbaseNormalizer:
         for product, rows, snap in staged:
             if product not in self._recorded:
                 self._recorded.add(product)
+                self._products_version += 1
                 self._gap(ts, conn, GAP_START, seq, seq, "recording started", [product])
-            self._l2_products[conn].add(product)
-            self._l2[product].extend(rows)
+            on_conn = self._l2_products[conn]
+            if product not in on_conn:
+                on_conn.add(product)
+                self._products_version += 1
+            self._l2.add(product, rows)
             self.stats["l2_rows"] += len(rows)
             if snap:
                 self.stats["snapshots"] += 1
@@ -278,7 +350,10 @@ class CoinbaseNormalizer:
                 try:
                     product = t["product_id"]
                     scale = self._scale(product)
-                    row = (ts, rfc3339_to_ns(t["time"]), seq, int(t["trade_id"]), MAKER_SIDE_TO_TAKER[t["side"]],
+                    trade_id = int(t["trade_id"])
+                    if not -(2**63) <= trade_id < 2**63:
+                        raise ValueError(f"trade_id {trade_id} does not fit an int64")
+                    row = (ts, rfc3339_to_ns(t["time"]), seq, trade_id, MAKER_SIDE_TO_TAKER[t["side"]],
                            parse_fixed(t["price"], scale.price_exp), parse_fixed(t["size"], scale.size_exp))
                 except FrameRejected:
                     raise
@@ -286,13 +361,36 @@ class CoinbaseNormalizer:
                     k = len(trades) - 1 - j
                     raise FrameRejected(f"field events[{i}].trades[{k}]: {type(exc).__name__}: {exc}") from None
                 staged.append((product, row))
+        self._accept_trades(staged)
+
+    def _accept_trades(self, staged) -> None:
+        """Keep (product, trade row) items whose trade id is new for the product, in order."""
         for product, row in staged:
             seen = self._trade_ids[product]
             if row[3] in seen:
                 self.stats["duplicate_trades"] += 1
                 continue
-            seen[row[3]] = None
-            if len(seen) > RECENT_TRADE_IDS:
-                seen.popitem(last=False)
+            seen.add(row[3])
             self._trades[product].append(row)
             self.stats["trades"] += 1
+
+
+@njit(cache=True)
+def _trivial_run(status, conn, seq, row0, snaps, prod, known, i, stop, want_conn, expected):
+    """Length of the run of lines from ``i`` (before ``stop``) that are FAST, on ``want_conn``, numbered
+    ``expected, expected + 1, ...`` and whose rows' products are all ``known``. Returns (end, rows, snapshots)."""
+    j = i
+    n_snap = 0
+    while j < stop:
+        if status[j] != FAST or conn[j] != want_conn or seq[j] != expected + (j - i):
+            break
+        ok = True
+        for r in range(row0[j], row0[j + 1]):
+            if not known[prod[r]]:
+                ok = False
+                break
+        if not ok:
+            break
+        n_snap += snaps[j]
+        j += 1
+    return j, row0[j] - row0[i], n_snap

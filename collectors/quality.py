@@ -2,8 +2,10 @@
 quarantined frames.
 
 The book is rebuilt exactly (``kernels.book.BookRebuilder``, state carried across hours) to count crossed
-frames; duplicates and quarantined frames come from ``bronze_quarantine`` (per exchange-hour, since a bad
-frame may not name its product).
+frames; duplicates and quarantined frames come from ``bronze_quarantine``: a quarantined frame counts in the row
+of every product it names (``events[].product_id``, ``events[].trades[].product_id``); frames that name none
+(malformed JSON, venue error frames, ...) count in an exchange-wide row per hour with symbol ``*`` (whose other
+counters are 0), so summing a column over all rows gives the hour's total.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -18,6 +21,8 @@ from collectors.bronze import part_sort_key
 from l2lab.schema import L2_EVENT_DTYPE
 
 COUNTERS = ("frames", "rows", "snapshots", "gaps", "crossed_frames", "duplicates")
+QUARANTINE_COUNTS = ("quarantined", "duplicate_frames", "late_frames", "malformed")
+EXCHANGE_WIDE = "*"  # the symbol of rows counting quarantined frames that name no product
 
 
 def _partitions(base: Path) -> list[tuple[str, str, str, Path]]:
@@ -63,26 +68,55 @@ def quality_report(data_root: str | Path, exchange: str = "coinbase") -> pd.Data
                      "frames_per_s": round(delta["frames"] / span_s, 1) if span_s else 0.0,
                      "trades": trades})
     report = pd.DataFrame(rows, columns=["symbol", "date", "hour", *COUNTERS, "frames_per_s", "trades"])
+    if report.empty:
+        return report
     q = _quarantine_counts(bronze / "quarantine" / f"exchange={exchange}")
-    if not report.empty:
-        report = report.merge(q, on=["date", "hour"], how="left").fillna(
-            {"quarantined": 0, "duplicate_frames": 0, "late_frames": 0, "malformed": 0})
-        for c in ("quarantined", "duplicate_frames", "late_frames", "malformed"):
-            report[c] = report[c].astype(int)
+    wide = q[q["symbol"] == EXCHANGE_WIDE]
+    report = report.merge(q[q["symbol"] != EXCHANGE_WIDE], on=["symbol", "date", "hour"], how="left")
+    if not wide.empty:
+        report = pd.concat([report, wide], ignore_index=True).sort_values(["date", "hour", "symbol"], kind="stable")
+    fill = {c: 0 for c in (*COUNTERS, "frames_per_s", "trades", *QUARANTINE_COUNTS)}
+    report = report.fillna(fill).reset_index(drop=True)
+    for c in (*COUNTERS, "trades", *QUARANTINE_COUNTS):
+        report[c] = report[c].astype(int)
     return report
 
 
+def _named_products(raw: str) -> list[str]:
+    """Product ids a frame names (none if it is not a JSON object with events)."""
+    try:
+        msg = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return []
+    found: dict[str, None] = {}
+    events = msg.get("events") if isinstance(msg, dict) else None
+    for ev in events if isinstance(events, list) else []:
+        if not isinstance(ev, dict):
+            continue
+        if isinstance(ev.get("product_id"), str):
+            found[ev["product_id"]] = None
+        trades = ev.get("trades")
+        for t in trades if isinstance(trades, list) else []:
+            if isinstance(t, dict) and isinstance(t.get("product_id"), str):
+                found[t["product_id"]] = None
+    return list(found)
+
+
 def _quarantine_counts(base: Path) -> pd.DataFrame:
-    rows = []
+    counts: dict[tuple, dict] = {}
     for hour_dir in sorted(base.glob("date=*/hour=*")) if base.exists() else []:
-        reasons = [r for t in _read(hour_dir) for r in t.column("reason").to_pylist()]
-        rows.append({"date": hour_dir.parent.name.split("=", 1)[1], "hour": hour_dir.name.split("=", 1)[1],
-                     "quarantined": len(reasons),
-                     "duplicate_frames": sum(r.startswith("duplicate frame") for r in reasons),
-                     "late_frames": sum(r.startswith("late frame") for r in reasons),
-                     "malformed": sum(r.startswith("malformed JSON") for r in reasons)})
-    counts = ["quarantined", "duplicate_frames", "late_frames", "malformed"]
-    return pd.DataFrame(rows, columns=["date", "hour", *counts]).astype({c: "int64" for c in counts})
+        date, hour = hour_dir.parent.name.split("=", 1)[1], hour_dir.name.split("=", 1)[1]
+        for t in _read(hour_dir):
+            for raw, reason in zip(t.column("raw").to_pylist(), t.column("reason").to_pylist()):
+                for symbol in _named_products(raw) or [EXCHANGE_WIDE]:
+                    c = counts.setdefault((symbol, date, hour), dict.fromkeys(QUARANTINE_COUNTS, 0))
+                    c["quarantined"] += 1
+                    c["duplicate_frames"] += reason.startswith("duplicate frame")
+                    c["late_frames"] += reason.startswith("late frame")
+                    c["malformed"] += reason.startswith("malformed JSON")
+    rows = [{"symbol": s, "date": d, "hour": h, **c} for (s, d, h), c in counts.items()]
+    return pd.DataFrame(rows, columns=["symbol", "date", "hour", *QUARANTINE_COUNTS]).astype(
+        {c: "int64" for c in QUARANTINE_COUNTS})
 
 
 def register(sub) -> None:

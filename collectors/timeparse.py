@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import calendar
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _cache_key = None
 _cache_val = 0
 
 
 def rfc3339_to_ns(text: str) -> int:
     """``2023-02-09T20:32:50.714964855Z`` -> ns since the epoch. Accepts ``Z`` or ``+00:00``; no other offsets.
-    Raises ValueError on anything else."""
+    Raises ValueError on anything else, including times an int64 of ns cannot hold."""
     global _cache_key, _cache_val
     if len(text) < 20 or text[10] != "T":
         raise ValueError(f"not an RFC 3339 UTC time: {text!r}")
@@ -33,7 +34,11 @@ def rfc3339_to_ns(text: str) -> int:
         _cache_val = calendar.timegm((y, mo, d, h, mi, s)) * 1_000_000_000
         _cache_key = head
     if not rest:
-        return _cache_val
-    if rest[0] != "." or not rest[1:].isdigit() or len(rest) > 10:
+        ns = _cache_val
+    elif rest[0] != "." or not rest[1:].isdigit() or len(rest) > 10:
         raise ValueError(f"bad fraction in RFC 3339 time: {text!r}")
-    return _cache_val + int(rest[1:].ljust(9, "0"))
+    else:
+        ns = _cache_val + int(rest[1:].ljust(9, "0"))
+    if not INT64_MIN <= ns <= INT64_MAX:
+        raise ValueError(f"RFC 3339 time out of the int64 ns range (years 1678-2262): {text!r}")
+    return ns

@@ -77,7 +77,8 @@ def to_float(mantissa: np.ndarray, exp: int) -> np.ndarray:
 
 def parse_fixed(text: str, exp: int) -> int:
     """Exact decimal string -> mantissa at ``exp`` decimals. Raises ValueError for anything that is not a plain
-    non-negative decimal or that has more significant decimals than ``exp``."""
+    non-negative decimal, that has more significant decimals than ``exp`` or whose mantissa reaches 2**63 (the
+    int64 columns could not hold it)."""
     s = text.strip()
     if not s:
         raise ValueError(f"not a decimal number: {text!r}")
@@ -89,4 +90,7 @@ def parse_fixed(text: str, exp: int) -> int:
     frac = frac.rstrip("0")
     if len(frac) > exp:
         raise ValueError(f"{text!r} has more than {exp} decimals")
-    return int(whole) * 10**exp + (int(frac.ljust(exp, "0")) if exp else 0)
+    mantissa = int(whole) * 10**exp + (int(frac.ljust(exp, "0")) if exp else 0)
+    if mantissa >= 2**63:
+        raise ValueError(f"{text!r} does not fit an int64 mantissa at {exp} decimals")
+    return mantissa

@@ -265,6 +265,14 @@ class CoinbaseWsServer:
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
+    async def close_all(self, code: int, reason: str) -> None:
+        """Close every client connection (marked closed at once; their handlers then remove them)."""
+        conns = list(self.connections.values())
+        for conn in conns:
+            conn.closed = True
+            conn.queue.clear()
+        await asyncio.gather(*(self._close(c, code, reason) for c in conns))
+
     async def _close(self, conn: Connection, code: int, reason: str) -> None:
         try:
             await conn.ws.close(code, reason)

@@ -10,6 +10,11 @@ names map to themselves) and to at least one of its products (``events[].product
 that is not JSON go to every connection. Sequence numbers are the recorded ones (the text is not touched), so a
 client sees the recording's numbering, gaps included.
 
+Connections: a capture recorded over several connections (the ``conn`` of each record) restarts its sequence
+numbers with each one. When the recorded connection changes, the replay delivers what it queued, closes every
+client connection (as the venue's connection ended at recording time) and waits for ``wait_clients`` clients to
+subscribe again before it goes on, so each recorded connection is replayed on a connection of its own.
+
 Pacing: frame i is due at ``wall_start + (ts_recv_ns[i] - ts_recv_ns[0]) / speed``; the clock is anchored when
 playback starts, which is when ``wait_clients`` connections have subscribed (so a client does not miss the
 recorded snapshots). With ``speed = inf`` frames go out as fast as clients read them.
@@ -74,13 +79,14 @@ class ReplayFeed:
         self.clock = clock
         self.wait_clients = int(wait_clients)
         self.frames_sent = 0
+        self.connections_ended = 0
         self.first_ts_ns: int | None = None
         self.last_ts_ns: int | None = None
         self.started = asyncio.Event()
         self.done = asyncio.Event()
 
     async def _wait_for_clients(self) -> None:
-        while sum(1 for c in self.server.connections.values() if c.subs) < self.wait_clients:
+        while sum(1 for c in self.server.connections.values() if c.subs and not c.closed) < self.wait_clients:
             await asyncio.sleep(0.005)
 
     async def run(self) -> None:
@@ -88,8 +94,14 @@ class ReplayFeed:
             if self.wait_clients > 0:
                 await self._wait_for_clients()
             clock, server = self.clock, self.server
+            recorded_conn = None
             for rec in read_capture(self.path):
                 ts, raw = rec.ts_recv_ns, rec.raw
+                if rec.conn != recorded_conn:
+                    if recorded_conn is not None:
+                        await self._end_connections(rec.conn)
+                        clock.restart(max(ts, self.last_ts_ns or ts))
+                    recorded_conn = rec.conn
                 if self.first_ts_ns is None:
                     self.first_ts_ns = ts
                     clock.restart(ts)
@@ -111,3 +123,12 @@ class ReplayFeed:
         finally:
             self.started.set()
             self.done.set()
+
+    async def _end_connections(self, next_conn: int) -> None:
+        """The recorded connection ended: close the clients' connections once they have everything, and wait for
+        new subscriptions."""
+        await self.server.flush()
+        await self.server.close_all(1001, f"recorded connection ended (next: {next_conn})")
+        self.connections_ended += 1
+        if self.wait_clients > 0:
+            await self._wait_for_clients()

@@ -1,0 +1,691 @@
+"""Compiled scanner for raw capture lines carrying Coinbase ``l2_data`` and ``market_trades`` frames (the bulk path
+of ``l2lab ingest``).
+
+A capture line is ``{"ts_recv_ns":<int>,"raw":"<frame, JSON-escaped>"[,"conn":<int>]}``. :func:`scan` walks a
+buffer of whole lines once, byte by byte (numba), and for every line it *fully understands* writes the line's
+receive time, connection, ``sequence_num``, frame ``timestamp``, where the frame text lies in the buffer (the
+duplicate check compares it there, see ``collectors.normalizer_store.RecentFrames``) and the L2 rows
+the frame yields (``l2lab.schema.L2_EVENT_DTYPE``, exactly what :class:`collectors.coinbase.CoinbaseNormalizer`
+stages for it). Every other line is marked ``SLOW``: the caller parses it with the ordinary reader and feeds the
+frame to the normalizer one by one. The scanner decides nothing about sequence numbers, gaps, quarantine or
+dedupe; that stays in the normalizer (``CoinbaseNormalizer.feed_scanned``).
+
+What the scanner understands (anything else is ``SLOW``; ``SLOW`` is always correct, only slower)
+    The capture line exactly as ``orjson`` writes it, no whitespace, non-negative integers below 2**63 without
+    leading zeros. The frame exactly in the venue's key order::
+
+        {"channel":"l2_data","client_id":"<printable ASCII>","timestamp":"<T>","sequence_num":<int>,
+         "events":[{"type":"snapshot"|"update","product_id":"<known product>","updates":[
+           {"side":"bid"|"offer"|"ask","event_time":"<T>","price_level":"<D>","new_quantity":"<D>"}, ...]}, ...]}
+
+    or ``{"channel":"market_trades", <same envelope>, "events":[{"type":"snapshot"|"update","trades":[
+    {"trade_id":"<int>","product_id":"<known product>","price":"<D>","size":"<D>","side":"BUY"|"SELL",
+    "time":"<T>"}, ...]}, ...]}`` (rows: the trades oldest first, the taker side as in the normalizer),
+    with at least one event and at least one update or trade per event; the only escape inside the frame
+    text is ``\\"`` (so the escaped text is exactly ``orjson.dumps(frame)`` without its quotes: equal bytes,
+    equal frames).
+    ``<T>``: ``YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z`` with year 1900-2200 and month 01-12 (day, hour, minute, second
+    are added arithmetically like ``calendar.timegm``). ``<D>``: ``digits[.digits]`` with at most ``exp``
+    significant decimals and a mantissa below 10**18 (``l2lab.schema.parse_fixed`` gives the same integer).
+    Scientific notation, signs, whitespace, ``.5``, ``5.``, unknown products, empty lists, other channels,
+    extra or reordered fields, other escapes: ``SLOW``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from l2lab.schema import (
+    FLAG_BOOK_RESET, FLAG_FRAME_END, L2_DELETE, L2_EVENT_DTYPE, L2_SNAPSHOT, L2_UPDATE, SIDE_ASK, SIDE_BID,
+)
+
+FAST = 0  # an l2_data frame the scanner fully parsed
+SLOW = 1  # anything else: parse the line with collectors.capture and feed the frame one by one
+FAST_TRADES = 2  # a market_trades frame the scanner fully parsed (rows: its trades in stored order)
+
+
+def _readonly(buf: np.ndarray) -> np.ndarray:
+    """A read-only view (one compiled signature for every buffer the scanner sees)."""
+    if buf.flags.writeable:
+        buf = buf.view()
+        buf.flags.writeable = False
+    return buf
+
+
+def _lit(text: bytes) -> np.ndarray:
+    return np.frombuffer(text, dtype=np.uint8).copy()
+
+
+# the capture envelope (plain JSON) and the frame inside it (every quote escaped as \")
+L_TS = _lit(b'{"ts_recv_ns":')
+L_RAW = _lit(b',"raw":"')
+L_CONN = _lit(b',"conn":')
+L_CHANNEL = _lit(b'{\\"channel\\":\\"')
+L_L2_DATA = _lit(b'l2_data\\"')
+L_MARKET_TRADES = _lit(b'market_trades\\"')
+L_CLIENT = _lit(b',\\"client_id\\":\\"')
+L_TRADES = _lit(b',\\"trades\\":[')
+L_TRADE_ID = _lit(b'{\\"trade_id\\":\\"')
+L_TPRICE = _lit(b',\\"price\\":\\"')
+L_TSIZE = _lit(b',\\"size\\":\\"')
+L_TSIDE = _lit(b',\\"side\\":\\"')
+L_BUY = _lit(b'BUY\\"')
+L_SELL = _lit(b'SELL\\"')
+L_TIME = _lit(b',\\"time\\":\\"')
+L_TIMESTAMP = _lit(b',\\"timestamp\\":\\"')
+L_SEQ = _lit(b',\\"sequence_num\\":')
+L_EVENTS = _lit(b',\\"events\\":[')
+L_TYPE = _lit(b'{\\"type\\":\\"')
+L_SNAPSHOT = _lit(b'snapshot\\"')
+L_UPDATE = _lit(b'update\\"')
+L_PRODUCT = _lit(b',\\"product_id\\":\\"')
+L_UPDATES = _lit(b',\\"updates\\":[')
+L_SIDE = _lit(b'{\\"side\\":\\"')
+L_BID = _lit(b'bid\\"')
+L_OFFER = _lit(b'offer\\"')
+L_ASK = _lit(b'ask\\"')
+L_EVENT_TIME = _lit(b',\\"event_time\\":\\"')
+L_PRICE = _lit(b',\\"price_level\\":\\"')
+L_QTY = _lit(b',\\"new_quantity\\":\\"')
+L_QUOTE = _lit(b'\\"')
+
+NL, BSL, DQ = 10, 92, 34
+MAX_DIGITS = 18  # 10**18 - 1 < 2**63: no overflow check needed below this
+
+_M1 = np.uint64(0x9E3779B97F4A7C15)
+_M2 = np.uint64(0xBF58476D1CE4E5B9)
+_M3 = np.uint64(0x94D049BB133111EB)
+
+
+@njit(cache=True)
+def _mix(h):
+    """SplitMix64 finalizer (Steele, Lea & Flood 2014): a bijective avalanche of a 64-bit word."""
+    h = (h ^ (h >> np.uint64(30))) * _M2
+    h = (h ^ (h >> np.uint64(27))) * _M3
+    return h ^ (h >> np.uint64(31))
+
+
+@njit(cache=True)
+def bytes_key(buf, start, end):
+    """64-bit key of ``buf[start:end]`` (the product-id hash table): each little-endian 8-byte word w_i
+    (zero-padded tail) is folded as ``h = mix(h ^ w_i) * M1`` starting from ``h = mix(len)``, with ``mix`` the SplitMix64 finalizer.
+    Equal bytes give equal keys; different texts collide with probability ~2**-64."""
+    h = _mix(np.uint64(end - start) + _M1)
+    i = start
+    while i < end:
+        w = np.uint64(0)
+        n = min(8, end - i)
+        for k in range(n):
+            w |= np.uint64(buf[i + k]) << np.uint64(8 * k)
+        h = _mix(h ^ w) * _M1
+        i += 8
+    return _mix(h)
+
+
+@njit(cache=True)
+def _match(buf, pos, end, lit):
+    n = lit.shape[0]
+    if pos < 0 or pos + n > end:
+        return -1
+    for k in range(n):
+        if buf[pos + k] != lit[k]:
+            return -1
+    return pos + n
+
+
+@njit(cache=True)
+def _uint(buf, pos, end):
+    """JSON non-negative integer up to 2**63 - 1 (no leading zero) -> (value, next pos) or (0, -1)."""
+    if pos < 0:
+        return 0, -1
+    v = 0
+    i = pos
+    while i < end and 48 <= buf[i] <= 57 and i - pos < MAX_DIGITS:
+        v = v * 10 + (np.int64(buf[i]) - 48)
+        i += 1
+    if i < end and 48 <= buf[i] <= 57:  # a 19th digit: only if the value stays below 2**63
+        d = np.int64(buf[i]) - 48
+        if v > 922337203685477580 or (v == 922337203685477580 and d > 7):
+            return 0, -1
+        v = v * 10 + d
+        i += 1
+        if i < end and 48 <= buf[i] <= 57:
+            return 0, -1
+    n = i - pos
+    if n == 0 or (n > 1 and buf[pos] == 48):
+        return 0, -1
+    return v, i
+
+
+@njit(cache=True)
+def _digits(buf, pos, n):
+    v = 0
+    for k in range(n):
+        c = np.int64(buf[pos + k])
+        if c < 48 or c > 57:
+            return -1
+        v = v * 10 + (c - 48)
+    return v
+
+
+@njit(cache=True)
+def _days_from_civil(y, m, d):
+    """Days since 1970-01-01 of the proleptic Gregorian date (H. Hinnant, "chrono-compatible low-level date
+    algorithms", days_from_civil)."""
+    if m <= 2:
+        y -= 1
+    era = y // 400
+    yoe = y - era * 400
+    mp = m - 3 if m > 2 else m + 9
+    doy = (153 * mp + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+@njit(cache=True)
+def _time(buf, pos, end):
+    """``YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z`` -> (UTC ns, next pos) or (0, -1); the arithmetic of
+    ``collectors.timeparse.rfc3339_to_ns`` (``calendar.timegm``: day, hour, minute, second are not range-checked)."""
+    if pos < 0 or pos + 20 > end:
+        return 0, -1
+    if (buf[pos + 4] != 45 or buf[pos + 7] != 45 or buf[pos + 10] != 84 or buf[pos + 13] != 58
+            or buf[pos + 16] != 58):
+        return 0, -1
+    y = _digits(buf, pos, 4)
+    mo = _digits(buf, pos + 5, 2)
+    d = _digits(buf, pos + 8, 2)
+    h = _digits(buf, pos + 11, 2)
+    mi = _digits(buf, pos + 14, 2)
+    s = _digits(buf, pos + 17, 2)
+    if y < 1900 or y > 2200 or mo < 1 or mo > 12 or d < 0 or h < 0 or mi < 0 or s < 0:
+        return 0, -1
+    days = _days_from_civil(y, mo, 1) + d - 1
+    ns = (((days * 24 + h) * 60 + mi) * 60 + s) * 1_000_000_000
+    i = pos + 19
+    if buf[i] == 46:  # '.'
+        i += 1
+        f = 0
+        k = 0
+        while i < end and 48 <= buf[i] <= 57 and k < 10:
+            f = f * 10 + (np.int64(buf[i]) - 48)
+            i += 1
+            k += 1
+        if k == 0 or k > 9:
+            return 0, -1
+        for _ in range(9 - k):
+            f *= 10
+        ns += f
+    if i >= end or buf[i] != 90:  # 'Z'
+        return 0, -1
+    return ns, i + 1
+
+
+@njit(cache=True)
+def _decimal(buf, pos, end, exp):
+    """``digits[.digits]`` -> (mantissa at ``exp`` decimals, next pos) or (0, -1): the integer
+    ``parse_fixed`` returns (trailing fraction zeros ignored), refused when it has more than ``exp`` significant
+    decimals or could reach 10**18."""
+    if pos < 0:
+        return 0, -1
+    i = pos
+    whole = 0
+    sig = 0  # significant whole digits (after leading zeros)
+    while i < end and 48 <= buf[i] <= 57:
+        c = np.int64(buf[i]) - 48
+        if sig > 0 or c != 0:
+            sig += 1
+            if sig + exp > MAX_DIGITS:
+                return 0, -1
+        whole = whole * 10 + c
+        i += 1
+    if i == pos:
+        return 0, -1
+    frac = 0
+    k = 0
+    if i < end and buf[i] == 46:
+        i += 1
+        start = i
+        while i < end and 48 <= buf[i] <= 57:
+            c = np.int64(buf[i]) - 48
+            k += 1
+            if k <= exp:
+                frac = frac * 10 + c
+            elif c != 0:
+                return 0, -1  # more significant decimals than exp
+            i += 1
+        if i == start:
+            return 0, -1
+        if k > exp:
+            k = exp
+    for _ in range(exp - k):
+        frac *= 10
+    for _ in range(exp):
+        whole *= 10
+    return whole + frac, i
+
+
+@njit(cache=True)
+def _product(buf, pos, end, names, offs, table):
+    """A known product id (its exact UTF-8 bytes, then ``\\"``) -> (index, pos after the quote) or (-1, -1)."""
+    if pos < 0:
+        return -1, -1
+    i = pos
+    while i < end and buf[i] != BSL:
+        if buf[i] == DQ or buf[i] < 32:
+            return -1, -1
+        i += 1
+    if i + 1 >= end or buf[i + 1] != DQ:
+        return -1, -1
+    mask = table.shape[0] - 1
+    slot = np.int64(bytes_key(buf, pos, i) & np.uint64(mask))
+    while table[slot] >= 0:
+        p = table[slot]
+        a, b = offs[p], offs[p + 1]
+        if b - a == i - pos:
+            same = True
+            for k in range(b - a):
+                if names[a + k] != buf[pos + k]:
+                    same = False
+                    break
+            if same:
+                return p, i + 2
+        slot = (slot + 1) & mask
+    return -1, -1
+
+
+@njit(cache=True)
+def _line(buf, s, end, names, offs, table, pexp, sexp, out, r0, r_cap, lines, li):
+    """Parse one line starting at ``s``; on success write its fields to ``lines[li]``/``out`` and return the
+    position of its newline and the row count, else (-1, 0)."""
+    pos = _match(buf, s, end, L_TS)
+    ts, pos = _uint(buf, pos, end)
+    pos = _match(buf, pos, end, L_RAW)
+    if pos < 0:
+        return -1, 0
+    raw0 = pos
+    pos = _match(buf, pos, end, L_CHANNEL)
+    if pos < 0:
+        return -1, 0
+    p2 = _match(buf, pos, end, L_L2_DATA)
+    trades = p2 < 0
+    if trades:
+        p2 = _match(buf, pos, end, L_MARKET_TRADES)
+    pos = _match(buf, p2, end, L_CLIENT)
+    if pos < 0:
+        return -1, 0
+    while pos < end and buf[pos] != BSL:  # client_id: printable ASCII, no quote
+        c = buf[pos]
+        if c < 32 or c > 126 or c == DQ:
+            return -1, 0
+        pos += 1
+    pos = _match(buf, pos, end, L_QUOTE)
+    pos = _match(buf, pos, end, L_TIMESTAMP)
+    frame_ns, pos = _time(buf, pos, end)
+    pos = _match(buf, pos, end, L_QUOTE)
+    pos = _match(buf, pos, end, L_SEQ)
+    seq, pos = _uint(buf, pos, end)
+    pos = _match(buf, pos, end, L_EVENTS)
+    if pos < 0:
+        return -1, 0
+    if trades:
+        pos, r = _trades_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap)
+        n_snap = 0
+        if pos < 0:
+            return pos, 0
+    else:
+        pos, r, n_snap = _l2_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap, frame_ns)
+        if pos < 0:
+            return pos, 0
+    return _tail(buf, pos, end, out, r0, r, lines, li, ts, seq, frame_ns, raw0, n_snap, trades)
+
+
+@njit(cache=True)
+def _next_item(buf, pos):
+    """After a list item: ``,`` -> (pos after it, 1: another item); ``]`` -> (pos after it, 0: the list ended);
+    anything else -> (pos, -1)."""
+    if buf[pos] == 44:
+        return pos + 1, 1
+    if buf[pos] == 93:
+        return pos + 1, 0
+    return pos, -1
+
+
+@njit(cache=True)
+def _l2_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap, frame_ns):
+    """The ``events`` of an ``l2_data`` frame -> (pos after ``]``, row end, snapshot events) or (-1|-2, 0, 0)."""
+    r = r0
+    n_snap = 0
+    while True:  # events
+        pos = _match(buf, pos, end, L_TYPE)
+        if pos < 0:
+            return -1, 0, 0
+        p2 = _match(buf, pos, end, L_SNAPSHOT)
+        snap = p2 >= 0
+        if not snap:
+            p2 = _match(buf, pos, end, L_UPDATE)
+        pos = _match(buf, p2, end, L_PRODUCT)
+        prod, pos = _product(buf, pos, end, names, offs, table)
+        if prod < 0:
+            return -1, 0, 0
+        pos = _match(buf, pos, end, L_UPDATES)
+        if pos < 0:
+            return -1, 0, 0
+        first = r
+        while True:  # updates
+            if r >= r_cap:
+                return -2, 0, 0  # no room for the rows: the caller scans this line again
+            pos = _match(buf, pos, end, L_SIDE)
+            if pos < 0:
+                return -1, 0, 0
+            side = SIDE_BID
+            p2 = _match(buf, pos, end, L_BID)
+            if p2 < 0:
+                side = SIDE_ASK
+                p2 = _match(buf, pos, end, L_OFFER)
+                if p2 < 0:
+                    p2 = _match(buf, pos, end, L_ASK)
+            pos = _match(buf, p2, end, L_EVENT_TIME)
+            t_exch, pos = _time(buf, pos, end)
+            pos = _match(buf, pos, end, L_QUOTE)
+            pos = _match(buf, pos, end, L_PRICE)
+            price, pos = _decimal(buf, pos, end, pexp[prod])
+            pos = _match(buf, pos, end, L_QUOTE)
+            pos = _match(buf, pos, end, L_QTY)
+            size, pos = _decimal(buf, pos, end, sexp[prod])
+            pos = _match(buf, pos, end, L_QUOTE)
+            if pos < 0 or pos + 1 >= end or buf[pos] != 125:  # '}'
+                return -1, 0, 0
+            out["ts_exch_ns"][r] = frame_ns if t_exch == 0 else t_exch
+            out["kind"][r] = L2_SNAPSHOT if snap else (L2_DELETE if size == 0 else L2_UPDATE)
+            out["side"][r] = side
+            out["price"][r] = price
+            out["size"][r] = size
+            out["flags"][r] = 0
+            out["prod"][r] = prod
+            r += 1
+            pos, more = _next_item(buf, pos + 1)
+            if more > 0:
+                continue
+            if more < 0:
+                return -1, 0, 0
+            break
+        if snap:
+            out["flags"][first] |= FLAG_BOOK_RESET
+            n_snap += 1
+        out["flags"][r - 1] |= FLAG_FRAME_END
+        if pos + 1 >= end or buf[pos] != 125:  # '}' ends the event
+            return -1, 0, 0
+        pos += 1
+        pos, more = _next_item(buf, pos)
+        if more > 0:
+            continue
+        if more < 0:
+            return -1, 0, 0
+        break
+    return pos, r, n_snap
+
+
+@njit(cache=True)
+def _tail(buf, pos, end, out, r0, r, lines, li, ts, seq, frame_ns, raw0, n_snap, trades):
+    """The end of the frame and of the capture line; on success fill the line's fields."""
+    if pos + 2 >= end or buf[pos] != 125 or buf[pos + 1] != DQ:  # '}' ends the frame, '"' the raw string
+        return -1, 0
+    raw1 = pos + 1
+    pos += 2
+    conn = 0
+    if buf[pos] == 44:
+        pos = _match(buf, pos, end, L_CONN)
+        conn, pos = _uint(buf, pos, end)
+        if pos < 0:
+            return -1, 0
+    if pos < 0 or pos + 1 >= end or buf[pos] != 125 or buf[pos + 1] != NL:
+        return -1, 0
+    for k in range(r0, r):
+        out["ts_recv_ns"][k] = ts
+        out["seq"][k] = seq
+    lines["status"][li] = FAST_TRADES if trades else FAST
+    lines["ts_recv_ns"][li] = ts
+    lines["conn"][li] = conn
+    lines["seq"][li] = seq
+    lines["frame_ns"][li] = frame_ns
+    lines["raw0"][li] = raw0
+    lines["raw1"][li] = raw1
+    lines["n_snap"][li] = n_snap
+    return pos + 1, r - r0
+
+
+@njit(cache=True)
+def _reverse(out, a, b):
+    """Reverse rows ``a:b`` in place (the fields trades use)."""
+    b -= 1
+    while a < b:
+        t, u, v = out[a]["ts_exch_ns"], out[a]["trade_id"], out[a]["side"]
+        w, x, y = out[a]["price"], out[a]["size"], out[a]["prod"]
+        out[a]["ts_exch_ns"], out[a]["trade_id"], out[a]["side"] = out[b]["ts_exch_ns"], out[b]["trade_id"], out[b]["side"]
+        out[a]["price"], out[a]["size"], out[a]["prod"] = out[b]["price"], out[b]["size"], out[b]["prod"]
+        out[b]["ts_exch_ns"], out[b]["trade_id"], out[b]["side"] = t, u, v
+        out[b]["price"], out[b]["size"], out[b]["prod"] = w, x, y
+        a += 1
+        b -= 1
+
+
+@njit(cache=True)
+def _trades_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap):
+    """The ``events`` of a ``market_trades`` frame -> (pos after ``]``, row end) or (-1|-2, 0). Rows hold the
+    trades oldest first (the venue lists them newest first within an event), the taker side in ``side``."""
+    r = r0
+    while True:  # events
+        pos = _match(buf, pos, end, L_TYPE)
+        if pos < 0:
+            return -1, 0
+        p2 = _match(buf, pos, end, L_SNAPSHOT)
+        if p2 < 0:
+            p2 = _match(buf, pos, end, L_UPDATE)
+        pos = _match(buf, p2, end, L_TRADES)
+        if pos < 0:
+            return -1, 0
+        first = r
+        while True:  # trades
+            if r >= r_cap:
+                return -2, 0
+            pos = _match(buf, pos, end, L_TRADE_ID)
+            tid, pos = _uint(buf, pos, end)
+            pos = _match(buf, pos, end, L_QUOTE)
+            pos = _match(buf, pos, end, L_PRODUCT)
+            prod, pos = _product(buf, pos, end, names, offs, table)
+            if prod < 0:
+                return -1, 0
+            pos = _match(buf, pos, end, L_TPRICE)
+            price, pos = _decimal(buf, pos, end, pexp[prod])
+            pos = _match(buf, pos, end, L_QUOTE)
+            pos = _match(buf, pos, end, L_TSIZE)
+            size, pos = _decimal(buf, pos, end, sexp[prod])
+            pos = _match(buf, pos, end, L_QUOTE)
+            pos = _match(buf, pos, end, L_TSIDE)
+            side = SIDE_ASK  # the wire side is the maker's: BUY -> the taker sold
+            p2 = _match(buf, pos, end, L_BUY)
+            if p2 < 0:
+                side = SIDE_BID
+                p2 = _match(buf, pos, end, L_SELL)
+            pos = _match(buf, p2, end, L_TIME)
+            t_exch, pos = _time(buf, pos, end)
+            pos = _match(buf, pos, end, L_QUOTE)
+            if pos < 0 or pos + 1 >= end or buf[pos] != 125:
+                return -1, 0
+            out["ts_exch_ns"][r] = t_exch
+            out["trade_id"][r] = tid
+            out["side"][r] = side
+            out["price"][r] = price
+            out["size"][r] = size
+            out["kind"][r] = 0
+            out["flags"][r] = 0
+            out["prod"][r] = prod
+            r += 1
+            pos += 1
+            pos, more = _next_item(buf, pos)
+            if more > 0:
+                continue
+            if more < 0:
+                return -1, 0
+            break
+        _reverse(out, first, r)  # oldest first
+        if pos + 1 >= end or buf[pos] != 125:
+            return -1, 0
+        pos += 1
+        pos, more = _next_item(buf, pos)
+        if more > 0:
+            continue
+        if more < 0:
+            return -1, 0
+        return pos, r
+
+
+
+
+@njit(cache=True)
+def _scan(buf, pos, end, names, offs, table, pexp, sexp, lines, out):
+    """Scan whole lines from ``pos`` until ``end`` or the output is full; returns (lines, rows, next pos)."""
+    n_lines = np.int64(0)  # typed, not literal: one compiled _line instead of two
+    r = np.int64(0)
+    line_cap = lines.shape[0]
+    r_cap = out.shape[0]
+    while pos < end and n_lines < line_cap:
+        nl, n = _line(buf, pos, end, names, offs, table, pexp, sexp, out, r, r_cap, lines, n_lines)
+        lines["start"][n_lines] = pos
+        lines["row0"][n_lines] = r
+        if nl >= 0:
+            lines["stop"][n_lines] = nl
+            r += n
+            pos = nl + 1
+        else:
+            if nl == -2 and n_lines > 0:
+                break  # the rows are full: the caller scans the rest again
+            lines["status"][n_lines] = SLOW
+            e = pos
+            while e < end and buf[e] != NL:
+                e += 1
+            lines["stop"][n_lines] = e
+            pos = e + 1
+        n_lines += 1
+    lines["row0"][n_lines] = r
+    return n_lines, r, pos
+
+
+LINE_DTYPE = np.dtype([("start", "<i8"), ("stop", "<i8"), ("status", "i1"), ("ts_recv_ns", "<i8"), ("conn", "<i8"),
+                       ("seq", "<i8"), ("frame_ns", "<i8"), ("raw0", "<i8"), ("raw1", "<i8"), ("n_snap", "<i4"),
+                       ("row0", "<i8")])
+ROW_DTYPE = np.dtype(L2_EVENT_DTYPE.descr + [("prod", "<i4"), ("trade_id", "<i8")])
+
+
+class ProductTable:
+    """The normalizer's products in scanner form: index = position in ``names`` (the normalizer's order)."""
+
+    def __init__(self, products: dict):
+        self.names = list(products)
+        encoded = [p.encode("utf-8") for p in self.names]
+        self.bytes = _lit(b"".join(encoded) or b"\0")
+        self.offs = np.zeros(len(encoded) + 1, np.int64)
+        self.offs[1:] = np.cumsum([len(b) for b in encoded])
+        self.price_exp = np.array([products[p].price_exp for p in self.names] or [0], np.int64)
+        self.size_exp = np.array([products[p].size_exp for p in self.names] or [0], np.int64)
+        size = 8
+        while size < 2 * len(encoded):
+            size *= 2
+        self.table = np.full(size, -1, np.int64)
+        for i, b in enumerate(encoded):
+            slot = int(bytes_key(_readonly(_lit(b or b"\0")), 0, len(b))) & (size - 1)
+            while self.table[slot] >= 0:
+                slot = (slot + 1) & (size - 1)
+            self.table[slot] = i
+
+
+@dataclass
+class ScanBlock:
+    """One scanned buffer: ``lines[i]`` for each line (``status``, fields, ``row0``: first row; rows of line i are
+    ``rows[lines.row0[i]:lines.row0[i + 1]]``), ``rows`` in ``L2_EVENT_DTYPE`` plus ``prod`` (product index)."""
+
+    buf: np.ndarray
+    lines: np.ndarray  # LINE_DTYPE, n + 1 entries (the last holds only row0)
+    rows: np.ndarray  # ROW_DTYPE
+    n: int
+    first_line: int  # line number (1-based, in its file) of lines[0]
+    table_names: list  # product names by index (rows["prod"])
+
+    def __post_init__(self):  # contiguous columns for the compiled run finder (collectors.coinbase)
+        self._trades = None
+        for name in ("status", "conn", "seq", "row0", "n_snap"):
+            setattr(self, name, np.ascontiguousarray(self.lines[name]))
+        self.prod = np.ascontiguousarray(self.rows["prod"])
+
+    def trades_of(self, i: int) -> list:
+        """(product, ``TRADE_DTYPE`` row tuple) of FAST_TRADES line ``i``, oldest first."""
+        if self._trades is None:
+            self._trades = _trade_tuples(self)
+        return self._trades.get(i, [])
+
+    def raw_bytes(self, i: int) -> bytes:
+        """The frame text of FAST line ``i`` as the capture holds it (escaped, without the quotes)."""
+        return self.buf[self.lines["raw0"][i]:self.lines["raw1"][i]].tobytes()
+
+    def line_bytes(self, i: int) -> bytes:
+        return self.buf[self.lines["start"][i]:self.lines["stop"][i]].tobytes()
+
+    def l2_rows(self, idx) -> np.ndarray:
+        """Rows at ``idx`` in ``L2_EVENT_DTYPE``."""
+        sel = self.rows[idx]
+        out = np.empty(len(sel), L2_EVENT_DTYPE)
+        for name in L2_EVENT_DTYPE.names:
+            out[name] = sel[name]
+        return out
+
+
+def _trade_tuples(block: ScanBlock) -> dict[int, list]:
+    """Every FAST_TRADES line's trades as (product, row tuple), built once per block in a few list passes."""
+    lines = np.flatnonzero(block.status[:block.n] == FAST_TRADES)
+    out: dict[int, list] = {}
+    if len(lines) == 0:
+        return out
+    lens = block.row0[lines + 1] - block.row0[lines]
+    idx = np.repeat(block.row0[lines], lens) + (np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens))
+    r = block.rows[idx]
+    names = block.table_names
+    items = [(names[p], (a, b, c, d, e, f, g)) for p, a, b, c, d, e, f, g in zip(
+        r["prod"].tolist(), r["ts_recv_ns"].tolist(), r["ts_exch_ns"].tolist(), r["seq"].tolist(),
+        r["trade_id"].tolist(), r["side"].tolist(), r["price"].tolist(), r["size"].tolist())]
+    pos = 0
+    for line, n in zip(lines.tolist(), lens.tolist()):
+        out[line] = items[pos:pos + n]
+        pos += n
+    return out
+
+
+def scan(buf: np.ndarray, table: ProductTable, first_line: int = 1) -> ScanBlock:
+    """Scan ``buf`` (uint8, whole lines each ending in a newline) into a :class:`ScanBlock`."""
+    buf = _readonly(buf)
+    end = len(buf)
+    line_cap = end // 48 + 16  # grown below if the buffer holds many short lines
+    lines = np.empty(line_cap + 1, LINE_DTYPE)
+    rows = np.empty(end // 96 + 16, ROW_DTYPE)
+    parts, pos = [], 0
+    while True:
+        n, r, nxt = _scan(buf, pos, end, table.bytes, table.offs, table.table, table.price_exp, table.size_exp,
+                          lines, rows)
+        parts.append((lines[: n + 1].copy(), rows[:r].copy()))
+        if nxt >= end:
+            break
+        pos = nxt
+    if len(parts) == 1:
+        lines, rows = parts[0]
+    else:  # rebase row0 across the parts
+        base, ls, rs = 0, [], []
+        for k, (lp, rp) in enumerate(parts):
+            lp = lp if k == len(parts) - 1 else lp[:-1]
+            lp["row0"] += base
+            base += len(rp)
+            ls.append(lp)
+            rs.append(rp)
+        lines, rows = np.concatenate(ls), np.concatenate(rs)
+    return ScanBlock(buf, lines, rows, len(lines) - 1, first_line, table.names)

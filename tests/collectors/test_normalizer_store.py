@@ -1,0 +1,68 @@
+"""The normalizer's bounded memory (recent frames, recent trade ids) against plain OrderedDict references."""
+
+import random
+from collections import OrderedDict
+
+import numpy as np
+
+from collectors.frame_scan import ProductTable, scan
+from collectors.normalizer_store import RecentFrames, RecentTradeIds
+
+
+def test_recent_trade_ids_equal_a_fifo_dict():
+    rng = random.Random(3)
+    for size in (1, 5, 64):
+        ring, ref = RecentTradeIds(size), OrderedDict()
+        top = 0
+        for _ in range(3000):
+            x = rng.random()
+            tid = top + rng.randrange(1, 3) if x < 0.7 else rng.randrange(max(0, top - 3 * size), top + 1)
+            if x > 0.98:
+                tid = -rng.randrange(0, 5)  # negative and zero ids too
+            assert (tid in ring) == (tid in ref), (size, tid)
+            if tid not in ref:
+                ring.add(tid)
+                ref[tid] = None
+                if len(ref) > size:
+                    ref.popitem(last=False)
+                top = max(top, tid)
+            assert len(ring) == len(ref)
+
+
+def test_recent_frames_equal_a_fifo_dict_across_texts_and_blocks():
+    """Frames fed one by one (str) and taken from scan blocks (escaped bytes, blocks dropped and copied out)."""
+    rng = random.Random(5)
+    table = ProductTable({})
+    ring, ref = RecentFrames(8), OrderedDict()
+    seq = 0
+    for _ in range(300):
+        if rng.random() < 0.5:
+            text = f'{{"n":{seq},"q":"é\\"{rng.randrange(3)}"}}'
+            ring.add(seq, text)
+            ref[seq] = text
+            seq += 1
+        else:  # a block of m lines; lines that are not FAST still have raw0/raw1 set by hand here
+            m = rng.randrange(1, 12)
+            texts = [f'{{"n":{seq + k},"r":{rng.randrange(3)}}}' for k in range(m)]
+            lines = [b'{"ts_recv_ns":1,"raw":' + _dumps(t) + b"}" for t in texts]
+            block = scan(np.frombuffer(b"\n".join(lines) + b"\n", np.uint8), table)
+            for k, line in enumerate(lines):
+                start = int(block.lines["start"][k])
+                block.lines["raw0"][k] = start + line.index(b'"raw":"') + 7
+                block.lines["raw1"][k] = start + len(line) - 2
+                block.seq[k] = block.lines["seq"][k] = seq + k
+            ring.add_block(block, 0, m)
+            for k, t in enumerate(texts):
+                ref[seq + k] = t
+            seq += m
+        while len(ref) > 8:
+            ref.popitem(last=False)
+        for probe in range(max(0, seq - 12), seq):
+            for candidate in ([ref[probe]] if probe in ref else []) + [f'{{"n":{probe},"r":1}}', "x"]:
+                assert ring.same_text(probe, candidate) == (ref.get(probe) == candidate), (probe, candidate)
+
+
+def _dumps(text):
+    import orjson
+
+    return orjson.dumps(text)
