@@ -80,6 +80,9 @@ class CoinbaseNormalizer:
         self.last_venue_ns: int | None = None  # venue timestamp of the last data frame (for lag)
         self.last_recv_ns: int | None = None  # its receive time
         self.stats = defaultdict(int)
+        # optional consumer of every normalized row as it is produced (a live scorer), called with
+        # ("l2_events" | "trades", product, [row tuples]) in stream order; drain() still returns every row
+        self.on_rows = None
 
     # -- input ----------------------------------------------------------------------------------------------
     def feed(self, ts_recv_ns: int, raw: str, conn: int = 0, where: str = "") -> None:
@@ -154,6 +157,11 @@ class CoinbaseNormalizer:
         if products and ts is not None:
             self._gap(ts, -1 if self._conn is None else self._conn, GAP_STOP, -1, -1, "recording stopped", products)
 
+    @property
+    def last_frame_ns(self) -> int | None:
+        """Receive time of the last frame fed."""
+        return self._last_ts
+
     def l2_products(self, conn: int) -> list[str]:
         return sorted(self._l2_products.get(conn, ()))
 
@@ -193,7 +201,10 @@ class CoinbaseNormalizer:
 
     def _gap(self, ts, conn, kind, expected, got, detail, products) -> None:
         for p in products:  # a gap has no venue time: ts_exch_ns 0
-            self._l2[p].append((ts, 0, -1, L2_GAP, 0, 0, 0, FLAG_FRAME_END))
+            row = (ts, 0, -1, L2_GAP, 0, 0, 0, FLAG_FRAME_END)
+            self._l2[p].append(row)
+            if self.on_rows is not None:
+                self.on_rows("l2_events", p, [row])
         self._gaps.append({"ts_recv_ns": ts, "conn": conn, "kind": kind, "expected_seq": expected,
                            "got_seq": got, "products": ",".join(products), "detail": detail, "source": self.source})
 
@@ -260,6 +271,8 @@ class CoinbaseNormalizer:
                 self._gap(ts, conn, GAP_START, seq, seq, "recording started", [product])
             self._l2_products[conn].add(product)
             self._l2[product].extend(rows)
+            if self.on_rows is not None and rows:
+                self.on_rows("l2_events", product, rows)
             self.stats["l2_rows"] += len(rows)
             if snap:
                 self.stats["snapshots"] += 1
@@ -296,3 +309,5 @@ class CoinbaseNormalizer:
                 seen.popitem(last=False)
             self._trades[product].append(row)
             self.stats["trades"] += 1
+            if self.on_rows is not None:
+                self.on_rows("trades", product, [row])

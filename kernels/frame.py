@@ -116,3 +116,21 @@ def build_frame(symbol: str, samples, trades: np.ndarray | None, price_exp: int,
     return MarketFrame(symbol, int(step_ns), t, avail, valid, prices["bid_px"],
                        sizes["bid_sz"], prices["ask_px"], sizes["ask_sz"], buy_v, sell_v, buy_c, sell_c, notional,
                        max_trade, last_price, book_rows)
+
+
+TOUCH_COLUMNS = ("ts_ns", "ts_avail_ns", "valid", "bid_px_L0", "ask_px_L0", "bid_sz_L0", "ask_sz_L0")
+
+
+def touch_frame(symbol: str, step_ns: int, col: dict) -> MarketFrame:
+    """A depth-1 frame from book-feature columns (:data:`TOUCH_COLUMNS`: the grid times, validity and the
+    touch), with no trades: what labels and cross-asset features read. Silver rows (``features build``) and live
+    rows (``l2lab live``) go through this one function."""
+    n = len(col["ts_ns"])
+    bid_px = np.asarray(col["bid_px_L0"]).reshape(n, 1).astype(float)
+    ask_px = np.asarray(col["ask_px_L0"]).reshape(n, 1).astype(float)
+    bid_sz = np.asarray(col["bid_sz_L0"]).reshape(n, 1).astype(float)
+    ask_sz = np.asarray(col["ask_sz_L0"]).reshape(n, 1).astype(float)
+    zeros, izeros = np.zeros(n), np.zeros(n, np.int64)
+    return MarketFrame(symbol, int(step_ns), np.asarray(col["ts_ns"]), np.asarray(col["ts_avail_ns"]),
+                       np.asarray(col["valid"]).astype(bool), bid_px, bid_sz, ask_px, ask_sz, zeros, zeros.copy(),
+                       izeros, izeros.copy(), zeros.copy(), zeros.copy(), np.full(n, np.nan), izeros.copy())
