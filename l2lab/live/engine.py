@@ -9,9 +9,9 @@ restarts at the next hour partition; the engine applies the same rule to receive
 
 Grid semantics (the latency cost): row g holds the book after the last frame received at or before g, so it is
 final only once a frame received after g arrives, or once the caller's timer passes g (:meth:`LiveEngine.flush`,
-called with a receive-clock time when every frame received up to it has been fed). The row is therefore emitted
-``(first frame after g) - g`` late: a fraction of a millisecond at BTC-USD's real rate, up to the timer period in
-a quiet market. The timer never flushes past the end of the clock hour of the last row seen, which keeps the
+called with the receive time of the last frame of any symbol or channel, heartbeats included). The row is
+therefore emitted ``(first frame after g) - g`` late: about a millisecond at BTC-USD's real rate, up to the
+heartbeat period (1 s) in a quiet market. The timer never flushes past the end of the clock hour of the last row seen, which keeps the
 hole rule identical to the batch one.
 
 Cross-asset features (table ``cross_asset``: follower vs ``leader`` on the common grid) are computed like
@@ -114,7 +114,8 @@ class LiveEngine:
 
     def flush(self, now_ns: int, timings=None) -> list[LiveRow]:
         """The timer: emit every grid row with g < ``now_ns`` (receive clock), never past the end of the clock
-        hour of each symbol's last row. Call it only when every frame received before ``now_ns`` has been fed."""
+        hour of each symbol's last row. Call it only when every frame received before ``now_ns`` has been fed and
+        no row stamped before ``now_ns`` can still come (the session passes the last frame's receive time)."""
         out = []
         for product, stream in self.streams.items():
             last = self._last_hour.get(product)

@@ -42,6 +42,7 @@ class StreamTap:
         self._wake: asyncio.Event | None = None
         self.frames = 0
         self.items = 0
+        self.last_ts_ns: int | None = None  # receive time of the last frame of any kind (heartbeats too)
 
     # -- producer side (collector / normalizer) --------------------------------------------------------------
     def rows(self, dataset: str, product: str, rows: list) -> None:
@@ -50,6 +51,7 @@ class StreamTap:
 
     def frame_done(self, ts_recv_ns: int, t_perf_ns: int) -> None:
         self.frames += 1
+        self.last_ts_ns = int(ts_recv_ns)
         if not self._l2 and not self._trades:
             return  # heartbeats, confirmations, quarantined frames: nothing for the engine
         item = Received(int(ts_recv_ns), int(t_perf_ns), time.perf_counter_ns(),

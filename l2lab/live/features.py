@@ -1,0 +1,108 @@
+"""Where the scorer gets the model's feature vector from.
+
+* :class:`FeastOnline` (default): every new row is pushed to the Feast online store through its view's push
+  source (``<family>_<grid>_push``, via ``l2lab.featurestore.online.push``) and the model's vector is read back
+  with a Feast online lookup (``get_online``: the SDK; or the HTTP feature server with ``http=True``). The views
+  holding the model's features are pushed before the lookup (on the signal's path); the others right after the
+  signal is out, so the online store holds every feature of the row for other readers.
+* :class:`KernelDirect`: the vector straight from the engine's row (no Feast): the baseline the benchmark
+  compares with, and what ``l2lab live --no-feast`` runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kernels import catalog
+
+
+def _family_of() -> dict[str, str]:
+    return {s.name: s.family for s in catalog.features() if s.table in ("book", "cross_asset")}
+
+
+class KernelDirect:
+    name = "kernel"
+
+    def push_needed(self, rows, features) -> None:
+        pass
+
+    def push_rest(self, rows) -> None:
+        pass
+
+    def fetch(self, rows, features: list[str]) -> np.ndarray:
+        return np.array([[r.values.get(f, np.nan) for f in features] for r in rows], dtype=np.float64)
+
+    def close(self) -> None:
+        pass
+
+
+class FeastOnline:
+    """``data_root``: the data root whose Feast repository (``<data>/feast/``) is used; applied if needed."""
+
+    name = "feast"
+
+    def __init__(self, data_root, grid: str, *, http: bool = False):
+        from l2lab.featurestore.store import ensure_applied
+
+        self.grid = grid
+        self.store = ensure_applied(data_root)
+        self.server = None
+        if http:
+            from l2lab.featurestore.online import FeatureServer
+
+            self.server = FeatureServer(data_root)
+            self.server.start()
+        self._family = _family_of()
+        self._views = {}  # view -> its feature names (what a push must carry)
+        self._pushed: set[int] = set()
+
+    def _view(self, family: str) -> str:
+        from l2lab.featurestore.definitions import view_name
+
+        return view_name(family, self.grid)
+
+    def _view_features(self, view: str) -> list[str]:
+        if view not in self._views:
+            from l2lab.featurestore.definitions import stamp_field
+
+            fv = self.store.get_feature_view(view)
+            self._views[view] = [f.name for f in fv.features if f.name != stamp_field(view)]
+        return self._views[view]
+
+    def _push(self, rows, families) -> None:
+        import pandas as pd
+
+        from l2lab.featurestore.online import push
+
+        for fam in families:
+            view = self._view(fam)
+            names = self._view_features(view)
+            use = [r for r in rows if fam != "cross_asset" or r.xa_avail_ns is not None]
+            if not use:
+                continue
+            df = pd.DataFrame({"symbol": [r.symbol for r in use], "ts_ns": np.array([r.t_ns for r in use], np.int64),
+                               **{n: np.array([r.values.get(n, np.nan) for r in use], np.float64) for n in names}})
+            push(self.store, view, df)
+
+    def push_needed(self, rows, features) -> None:
+        fams = list(dict.fromkeys(self._family[f] for f in features))
+        self._push(rows, fams)
+        self._pushed = set(fams)
+
+    def push_rest(self, rows) -> None:
+        rest = [f for f in dict.fromkeys(self._family.values()) if f not in self._pushed]
+        self._push(rows, rest)
+
+    def fetch(self, rows, features: list[str]) -> np.ndarray:
+        symbols = [r.symbol for r in rows]
+        if self.server is not None:
+            df = self.server.get_online(symbols, features, self.grid)
+        else:
+            from l2lab.featurestore.online import get_online
+
+            df = get_online(self.store, symbols, features, self.grid)
+        return df[features].to_numpy(dtype=np.float64, na_value=np.nan)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
