@@ -23,7 +23,7 @@ from kernels.book import B_HAVE_LAST, BookRebuilder, TopN
 from kernels.frame import MarketFrame, build_frame
 from l2lab.schema import TRADE_DTYPE
 
-STATE_VERSION = 3
+STATE_VERSION = 4
 RECENT_IDS = 200_000
 _NO_TRADES = np.empty(0, TRADE_DTYPE)
 
@@ -37,6 +37,7 @@ class SymbolState:
     pending_trades: dict = field(default_factory=dict)  # grid -> trades received after its last grid time
     last_price: dict = field(default_factory=dict)  # grid -> last trade price
     last_row: dict = field(default_factory=dict)  # grid -> last sample's stream row
+    last_trade_ns: dict = field(default_factory=dict)  # grid -> receive time of the last trade used
     done: list = field(default_factory=list)  # partitions processed, in order (features build)
     fingerprints: dict = field(default_factory=dict)  # partition -> its bronze files (name, size) when built
     recent_trade_ids: dict = field(default_factory=dict)  # trade id -> None, the last RECENT_IDS (dedupe)
@@ -153,9 +154,12 @@ class SymbolStream:
             # trades after this grid's last time belong to its next row
             st.pending_trades[g_ms] = grid_trades[grid_trades["ts_recv_ns"] > last]
             frame = build_frame(self.symbol, top, used, self.price_exp, self.size_exp, g_ns,
-                                st.last_price.get(g_ms, np.nan), st.last_row.get(g_ms))
+                                st.last_price.get(g_ms, np.nan), st.last_row.get(g_ms),
+                                prev_last_trade_ns=st.last_trade_ns.get(g_ms))
             st.last_price[g_ms] = float(frame.last_price[-1])
             st.last_row[g_ms] = int(top.row[-1])
+            if len(used):
+                st.last_trade_ns[g_ms] = int(used["ts_recv_ns"][-1])
             out[g_ms] = GridRows(frame, compute_families(self.families, frame, st.families.setdefault(g_ms, {})))
         return out
 

@@ -1,5 +1,7 @@
 """A tiny real AutoGluon model (LightGBM) trained on simulated silver, shared by the live tests."""
 
+import asyncio
+
 import pytest
 
 from kernels.pipeline import FeatureBuilder, build_cross_asset, build_labels
@@ -22,3 +24,11 @@ def model_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
     train_small_model(data, run_dir, MODEL_FEATURES, "label_dir_mid_5s", grid="1s", rounds=30)
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def sim_capture(tmp_path_factory):
+    """20 simulated seconds of BTC-USD, ETH-USD and SOL-USD collected through ccxt from the loopback exchange"""
+    from live_testlib import record_capture
+
+    return asyncio.run(record_capture(tmp_path_factory.mktemp("capture"), 20))
