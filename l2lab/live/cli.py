@@ -31,6 +31,8 @@ def register(sub) -> None:
     p.add_argument("--feast-http", action="store_true", help="online lookups through Feast's HTTP feature server")
     p.add_argument("--leader", default="BTC-USD", help="cross-asset leader symbol (default BTC-USD)")
     p.add_argument("--record-features", action="store_true", help="also write every live feature row (Parquet)")
+    p.add_argument("--all-features", action="store_true", help="compute and push every book family (default: the "
+                                                               "families the model reads, plus structural)")
     p.add_argument("--extra-grids-ms", default="", help="grids computed besides the model's, e.g. 100")
     p.add_argument("--stale-after", type=float, default=5.0, help="seconds after which a row is stale (default 5)")
     p.add_argument("--warmup-rows", type=int, help="valid rows after a gap before scoring (default: the longest "
@@ -58,7 +60,7 @@ def run(args) -> int:
         raise CLIError("no symbols: give --symbols (the model's model.json lists none)")
     cfg = LiveConfig(run_dir=args.model, data_root=settings.data_root, symbols=symbols, out_dir=args.out,
                      ws_url=args.ws_url, duration_s=args.duration, feast=not args.no_feast, feast_http=args.feast_http,
-                     leader=args.leader, record_features=args.record_features,
+                     leader=args.leader, record_features=args.record_features, all_features=args.all_features,
                      extra_grids_ms=tuple(int(g) for g in args.extra_grids_ms.split(",") if g.strip()),
                      stale_after_s=args.stale_after, warmup_rows=args.warmup_rows, stdout=not args.quiet)
     if args.venue_clock:

@@ -67,9 +67,12 @@ class LiveEngine:
     """``scales``: product -> (price_exp, size_exp) (``collectors.coinbase.ProductScale``). ``grids_ms``: the clock
     grids to compute. ``leader``: compute cross-asset features of every other symbol against it (None: none)."""
 
-    def __init__(self, scales: dict, grids_ms=(1000,), *, leader: str | None = None, depth: int = 20):
+    def __init__(self, scales: dict, grids_ms=(1000,), *, leader: str | None = None, depth: int = 20,
+                 families: list[str] | None = None):
+        """``families``: the book-table family names to compute (default: all). A family's state depends on its
+        own past only, so computing a subset gives the same values for those families."""
         self.grids_ms = tuple(int(g) for g in grids_ms)
-        families = book_families()
+        families = [m for m in book_families() if families is None or m.__name__.rsplit(".", 1)[1] in families]
         self.streams = {p: SymbolStream(p, s.price_exp, s.size_exp, grids_ms=self.grids_ms, depth=depth,
                                         families=families) for p, s in scales.items()}
         self._last_hour: dict[str, int] = {}

@@ -53,6 +53,9 @@ class FeastOnline:
             self.server = FeatureServer(data_root)
             self.server.start()
         self._family = _family_of()
+        self._by_family: dict[str, list[str]] = {}
+        for name, fam in self._family.items():
+            self._by_family.setdefault(fam, []).append(name)
         self._views = {}  # view -> its feature names (what a push must carry)
         self._pushed: set[int] = set()
 
@@ -90,7 +93,11 @@ class FeastOnline:
         self._pushed = set(fams)
 
     def push_rest(self, rows) -> None:
-        rest = [f for f in dict.fromkeys(self._family.values()) if f not in self._pushed]
+        """The views not pushed before the lookup, for the families the engine computed."""
+        if not rows:
+            return
+        have = rows[0].values
+        rest = [f for f, names in self._by_family.items() if f not in self._pushed and names[0] in have]
         self._push(rows, rest)
 
     def fetch(self, rows, features: list[str]) -> np.ndarray:

@@ -8,6 +8,11 @@ float64 column each (NaN where a value is missing, as in the training set).
 Reload: :meth:`ModelScorer.maybe_reload` looks at ``model/model.json``'s mtime at most every ``check_every_s``;
 when it changed, the new metadata and predictor are loaded beside the old one and swapped in only if both load
 (a half-written or broken model keeps the old one scoring and is reported).
+
+Threads: the scorer predicts one row (or a handful) at a time, where OpenMP threads (LightGBM, XGBoost) only
+add synchronization; on a busy 2-core machine a one-row LightGBM predict took 16 ms p50 with the default
+threads and 1.2 ms with one (``bench/bench_live.py`` history). Loading a scorer therefore limits OpenMP to one
+thread in this process (``threadpoolctl``); the live process does nothing else that uses OpenMP.
 """
 
 from __future__ import annotations
@@ -38,9 +43,14 @@ class ModelScorer:
         return model_dir(self.run_dir) / "model.json"
 
     def _load(self) -> tuple[ModelMeta, object, int]:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1, user_api="openmp")
         mtime = self.meta_path.stat().st_mtime_ns if self.meta_path.exists() else 0
         meta = load_meta(self.run_dir)
         predictor = load_predictor(self.run_dir)
+        # keep the model in memory: unpersisted, AutoGluon loads it from disk on every predict call
+        predictor.persist("best", with_ancestors=True)
         missing = [f for f in meta.features if f not in predictor.features()]
         if missing:
             raise ValueError(f"{self.meta_path}: features {missing[:5]} are not inputs of the predictor")

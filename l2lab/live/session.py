@@ -44,6 +44,7 @@ class LiveConfig:
     data_root: Path
     symbols: list[str]
     out_dir: Path | None = None  # default <run_dir>/live/<UTC start>
+    record_root: Path | None = None  # where the collector records raw captures and bronze (default data_root)
     ws_url: str | None = None
     markets: list[dict] | None = None
     duration_s: float | None = None
@@ -53,6 +54,7 @@ class LiveConfig:
     leader: str = "BTC-USD"  # cross-asset leader (used when the model reads cross-asset features)
     extra_grids_ms: tuple = ()  # grids computed besides the model's (recorded with record_features)
     record_features: bool = False  # write every live feature row to <out>/features_<grid>.parquet at the end
+    all_features: bool = False  # compute (and push) every book family, not only those the model reads
     timer_s: float = 0.05
     stale_after_s: float = 5.0
     warmup_rows: int | None = None  # None: from the model's features (warmup_rows)
@@ -148,6 +150,14 @@ class LiveSession:
 
         return FeastOnline(self.cfg.data_root, grid_name(self.grid_ms), http=self.cfg.feast_http)
 
+    def _families(self) -> list[str] | None:
+        """The book families to compute: all with ``all_features`` or ``record_features``; else those the model
+        reads, plus ``structural`` (the mid for the risk controls, the touch for cross-asset features)."""
+        if self.cfg.all_features or self.cfg.record_features:
+            return None
+        fam = {s.name: s.family for s in catalog.features()}
+        return sorted({"structural", *(fam[f] for f in self.scorer.features if fam[f] != "cross_asset")})
+
     def _risk(self, symbol: str) -> SymbolRisk:
         if symbol not in self.risk:
             self.risk[symbol] = SymbolRisk(Cusum(**self.cfg.cusum), VarKillSwitch(**self.cfg.kill))
@@ -168,7 +178,8 @@ class LiveSession:
         self.report.model_versions.append(self.scorer.version)
         self.jlog.write("start", model=str(cfg.run_dir), features=len(self.scorer.features), grid=self.grid_ms,
                         symbols=cfg.symbols, source=self.source.name, warmup_rows=self.warmup)
-        ccfg = CollectorConfig(symbols=cfg.symbols, data_root=cfg.data_root, ws_url=cfg.ws_url, markets=cfg.markets,
+        ccfg = CollectorConfig(symbols=cfg.symbols, data_root=cfg.record_root or cfg.data_root, ws_url=cfg.ws_url,
+                               markets=cfg.markets,
                                duration_s=cfg.duration_s, time_ns=cfg.time_ns, progress=False, stream=self.tap,
                                **cfg.collector)
         self.collector = CoinbaseCollector(ccfg)
@@ -205,7 +216,8 @@ class LiveSession:
         if self.engine is None:
             leader = self.cfg.leader if self.needs_xa else None
             grids = tuple(sorted({self.grid_ms, *self.cfg.extra_grids_ms}))
-            self.engine = LiveEngine({s: self.collector.scales[s] for s in self.cfg.symbols}, grids, leader=leader)
+            self.engine = LiveEngine({s: self.collector.scales[s] for s in self.cfg.symbols}, grids, leader=leader,
+                                     families=self._families())
         for item in items:
             t_take = time.perf_counter_ns()
             self.lat.add("normalize", item.t_norm_perf_ns - item.t_recv_perf_ns)
