@@ -65,11 +65,10 @@ class FeastOnline:
         return view_name(family, self.grid)
 
     def _view_features(self, view: str) -> list[str]:
+        """The view's catalog features (a push carries every one of them; the view may hold other fields)."""
         if view not in self._views:
-            from l2lab.featurestore.definitions import stamp_field
-
             fv = self.store.get_feature_view(view)
-            self._views[view] = [f.name for f in fv.features if f.name != stamp_field(view)]
+            self._views[view] = [f.name for f in fv.features if f.name in self._family]
         return self._views[view]
 
     def _push(self, rows, families) -> None:
