@@ -27,7 +27,6 @@ from collectors.bronze import HOUR_NS, part_sort_key, partition_dir
 from kernels import catalog
 from kernels.frame import TOUCH_COLUMNS, MarketFrame, touch_frame
 from kernels.stream import STATE_VERSION, SymbolState, SymbolStream, book_families, compute_families
-from kernels.stream import dedupe_trades as _dedupe_trades
 from l2lab import atomic
 from l2lab.schema import L2_EVENT_DTYPE, TRADE_DTYPE
 

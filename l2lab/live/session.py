@@ -33,7 +33,7 @@ from l2lab.live.engine import LiveEngine, LiveRow
 from l2lab.live.latency import LatencyRecorder
 from l2lab.live.scorer import ModelScorer
 from l2lab.live.signals import SignalSink
-from l2lab.live.tap import Received, StreamTap
+from l2lab.live.tap import StreamTap
 
 log = logging.getLogger("l2lab.live")
 
@@ -269,8 +269,8 @@ class LiveSession:
                 risk.last_pos = 0
             else:
                 ready.append(r)
-        if ready:
-            self._score(ready, alarms, now)
+        for batch in rounds(ready):
+            self._score(batch, alarms, now)
         ready_ids = {id(r) for r in ready}
         not_ready = [r for r in rows if id(r) not in ready_ids]
         if not_ready:  # the online store follows every row, valid or not (as silver does)
@@ -346,10 +346,24 @@ class LiveSession:
             atomic.write_parquet(self.out / f"features_{grid_name(g)}.parquet", table)
 
 
+def rounds(rows: list[LiveRow]) -> list[list[LiveRow]]:
+    """Split rows into rounds holding each symbol at most once, in time order: an online lookup returns a
+    symbol's latest pushed row, so two rows of one symbol must be pushed and fetched one after the other."""
+    out: list[list[LiveRow]] = []
+    seen: dict[str, int] = {}
+    for r in rows:
+        k = seen.get(r.symbol, -1) + 1
+        seen[r.symbol] = k
+        if k == len(out):
+            out.append([])
+        out[k].append(r)
+    return out
+
+
 def atomic_json(path: Path, obj) -> None:
     from l2lab import atomic
 
     atomic.write_bytes(path, json.dumps(obj, indent=2, default=str).encode())
 
 
-__all__ = ["LiveConfig", "LiveReport", "LiveSession", "Received", "warmup_rows"]
+__all__ = ["LiveConfig", "LiveReport", "LiveSession", "rounds", "warmup_rows"]

@@ -182,7 +182,7 @@ def test_holes_between_recordings_are_never_valid_nor_misfiled(tmp_path):
 
 
 def test_duplicate_trades_are_dropped_across_partitions():
-    from kernels.pipeline import _dedupe_trades
+    from kernels.stream import dedupe_trades as _dedupe_trades
 
     recent = {}
     a = np.zeros(3, TRADE_DTYPE)
