@@ -29,6 +29,9 @@ def register(sub) -> None:
     p.add_argument("--out", help="output folder (default: RUN_DIR/live/<UTC start>)")
     p.add_argument("--no-feast", action="store_true", help="score from the kernels directly (no Feast online store)")
     p.add_argument("--feast-http", action="store_true", help="online lookups through Feast's HTTP feature server")
+    p.add_argument("--feast-write", choices=["push", "direct"], default="push",
+                   help="push: through each view's push source (default); direct: FeatureStore.write_to_online_store "
+                        "(the same write without the per-push registry lookup)")
     p.add_argument("--leader", default="BTC-USD", help="cross-asset leader symbol (default BTC-USD)")
     p.add_argument("--record-features", action="store_true", help="also write every live feature row (Parquet)")
     p.add_argument("--all-features", action="store_true", help="compute and push every book family (default: the "
@@ -60,6 +63,7 @@ def run(args) -> int:
         raise CLIError("no symbols: give --symbols (the model's model.json lists none)")
     cfg = LiveConfig(run_dir=args.model, data_root=settings.data_root, symbols=symbols, out_dir=args.out,
                      ws_url=args.ws_url, duration_s=args.duration, feast=not args.no_feast, feast_http=args.feast_http,
+                     feast_write=args.feast_write,
                      leader=args.leader, record_features=args.record_features, all_features=args.all_features,
                      extra_grids_ms=tuple(int(g) for g in args.extra_grids_ms.split(",") if g.strip()),
                      stale_after_s=args.stale_after, warmup_rows=args.warmup_rows, stdout=not args.quiet)

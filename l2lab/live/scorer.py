@@ -32,11 +32,23 @@ class ModelScorer:
     def __init__(self, run_dir: str | Path, *, check_every_s: float = 1.0):
         self.run_dir = Path(run_dir)
         self.check_every_s = float(check_every_s)
-        self.version = 0
         self.reload_errors: list[str] = []
         self._next_check = 0.0
-        self.meta, self.predictor, self._mtime = self._load()
-        self.version = 1
+        meta, predictor, self._mtime = self._load()
+        # one tuple, swapped in one assignment: a scoring thread takes a consistent snapshot of it
+        self.current: tuple[ModelMeta, object, int] = (meta, predictor, 1)
+
+    @property
+    def meta(self) -> ModelMeta:
+        return self.current[0]
+
+    @property
+    def predictor(self):
+        return self.current[1]
+
+    @property
+    def version(self) -> int:
+        return self.current[2]
 
     @property
     def meta_path(self) -> Path:
@@ -87,19 +99,18 @@ class ModelScorer:
             self._mtime = mtime
             self.reload_errors.append(f"grid changed from {self.meta.grid} to {meta.grid}: needs a restart")
             return False
-        self.meta, self.predictor, self._mtime = meta, predictor, mtime
-        self.version += 1
+        self._mtime = mtime
+        self.current = (meta, predictor, self.version + 1)
         return True
 
-    def frame(self, vectors: np.ndarray):
+    def score(self, vectors: np.ndarray, current: tuple | None = None) -> np.ndarray:
+        """Scores for rows of feature values (n, len(features)) in the model's order; ``current``: the
+        (meta, predictor, version) snapshot to use (default: the current one)."""
         import pandas as pd
 
-        return pd.DataFrame(np.asarray(vectors, dtype=np.float64).reshape(-1, len(self.features)),
-                            columns=self.features)
-
-    def score(self, vectors: np.ndarray) -> np.ndarray:
-        """Scores for rows of feature values (n, len(features)) in the model's order."""
-        return score_frame(self.predictor, self.meta, self.frame(vectors))
+        meta, predictor, _ = current or self.current
+        X = pd.DataFrame(np.asarray(vectors, dtype=np.float64).reshape(-1, len(meta.features)), columns=meta.features)
+        return score_frame(predictor, meta, X)
 
 
 def score_frame(predictor, meta: ModelMeta, X) -> np.ndarray:

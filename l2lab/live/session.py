@@ -20,7 +20,9 @@ import bisect
 import json
 import logging
 import math
+import queue
 import re
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -53,6 +55,7 @@ class LiveConfig:
     time_ns: object = time.time_ns  # the receive clock (a venue clock mapping for accelerated simulators)
     feast: bool = True  # False: the kernel-only path (no Feast)
     feast_http: bool = False  # online lookups through the HTTP feature server instead of the SDK
+    feast_write: str = "push"  # push: FeatureStore.push through <view>_push; direct: write_to_online_store(view)
     leader: str = "BTC-USD"  # cross-asset leader (used when the model reads cross-asset features)
     extra_grids_ms: tuple = ()  # grids computed besides the model's (recorded with record_features)
     record_features: bool = False  # write every live feature row to <out>/features_<grid>.parquet at the end
@@ -141,6 +144,9 @@ class LiveSession:
         self.recorded: dict[int, list[LiveRow]] = {}
         self.source = None
         self.collector = None
+        self._work: queue.Queue | None = None
+        self._worker: threading.Thread | None = None
+        self._worker_error: BaseException | None = None
 
     # -- setup ----------------------------------------------------------------------------------------------
     def _open_source(self):
@@ -150,7 +156,8 @@ class LiveSession:
             return KernelDirect()
         from kernels.pipeline import grid_name
 
-        return FeastOnline(self.cfg.data_root, grid_name(self.grid_ms), http=self.cfg.feast_http)
+        return FeastOnline(self.cfg.data_root, grid_name(self.grid_ms), http=self.cfg.feast_http,
+                           write=self.cfg.feast_write)
 
     def _families(self) -> list[str] | None:
         """The book families to compute: all with ``all_features`` or ``record_features``; else those the model
@@ -185,6 +192,10 @@ class LiveSession:
                                duration_s=cfg.duration_s, time_ns=cfg.time_ns, progress=False, stream=self.tap,
                                **cfg.collector)
         self.collector = CoinbaseCollector(ccfg)
+        if self.source.name != "kernel":
+            self._work = queue.Queue()
+            self._worker = threading.Thread(target=self._work_loop, name="l2lab-live-scoring", daemon=True)
+            self._worker.start()
         task = asyncio.ensure_future(self.collector.run())
         try:
             while not task.done():
@@ -201,8 +212,13 @@ class LiveSession:
         finally:
             if not task.done():
                 task.cancel()
+            if self._worker is not None:
+                self._work.put(None)
+                self._worker.join()
             self.sink.flush()
             self.source.close()
+        if self._worker_error is not None:
+            raise self._worker_error
         self._finish(col_report, time.monotonic() - started)
         return self.report
 
@@ -251,6 +267,28 @@ class LiveSession:
         rows = [r for r in rows if r.grid_ms == self.grid_ms]
         if not rows:
             return
+        if self._work is not None:
+            self._work.put((rows, timer))  # Feast I/O must not hold up the collector's event loop
+        else:
+            self._process(rows, timer)
+
+    def _work_loop(self) -> None:
+        """The scoring thread (Feast paths): rows in order, one batch after the other."""
+        while True:
+            job = self._work.get()
+            if job is None:
+                return
+            if self._worker_error is not None:
+                continue
+            try:
+                self._process(*job)
+            except BaseException as exc:  # reported when the session ends
+                self._worker_error = exc
+                log.error("scoring failed: %r", exc)
+                self.stop()
+
+    def _process(self, rows: list[LiveRow], timer: bool) -> None:
+        """Gates, risk, push -> online fetch -> score -> emit for final rows of the model's grid."""
         self.report.rows += len(rows)
         if timer:
             self.report.timer_rows += len(rows)
@@ -288,20 +326,22 @@ class LiveSession:
         ready_ids = {id(r) for r in ready}
         not_ready = [r for r in rows if id(r) not in ready_ids]
         if not_ready:  # the online store follows every row, valid or not (as silver does)
-            self.source.push_needed(not_ready, self.scorer.features)
+            self.source.push_needed(not_ready, self.scorer.meta.features)
             self.source.push_rest(not_ready)
 
     def _score(self, rows: list[LiveRow], alarms: dict, now: int) -> None:
-        features = self.scorer.features
+        current = self.scorer.current  # one model for the whole batch, even if a reload swaps it meanwhile
+        meta, _, version = current
+        features = meta.features
         t0 = time.perf_counter_ns()
         self.source.push_needed(rows, features)
         t1 = time.perf_counter_ns()
         X = self.source.fetch(rows, features)
         t2 = time.perf_counter_ns()
-        scores = self.scorer.score(X)
+        scores = self.scorer.score(X, current)
         t3 = time.perf_counter_ns()
         self.report.scored_rows += len(rows)
-        ptype = self.scorer.meta.problem_type
+        ptype = meta.problem_type
         for r, s in zip(rows, scores.tolist()):
             risk = self.risk[r.symbol]
             pos = 0 if risk.kill.killed else position(s, ptype)
@@ -310,7 +350,7 @@ class LiveSession:
             latency = None if r.trigger is None else (t_emit - r.trigger.t_recv_perf_ns) / 1e6
             self.sink.emit({"symbol": r.symbol, "ts_ns": r.t_ns, "ts_avail_ns": r.avail_ns,
                             "ts_signal_ns": self.cfg.time_ns(), "score": s, "position": pos,
-                            "killed": risk.kill.killed, "model_version": self.scorer.version,
+                            "killed": risk.kill.killed, "model_version": version,
                             "alarm": alarms.get((r.symbol, r.t_ns)), "latency_ms": latency})
             if r.trigger is not None:
                 t4 = time.perf_counter_ns()

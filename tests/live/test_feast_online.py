@@ -60,10 +60,11 @@ def check_round_trip(source, rows, features, last=6):
     return n
 
 
-def test_online_lookup_returns_the_pushed_live_row(live_rows):
+@pytest.mark.parametrize("write", ["push", "direct"])
+def test_online_lookup_returns_the_pushed_live_row(live_rows, write):
     root, rows = live_rows
     features = every_family_feature()
-    source = FeastOnline(root, "1s")
+    source = FeastOnline(root, "1s", write=write)
     try:
         assert check_round_trip(source, rows, features) == 6
     finally:
