@@ -76,6 +76,10 @@ def run(args) -> int:
         report = asyncio.run(session.run())
     except (ValueError, FileNotFoundError) as exc:
         raise CLIError(str(exc)) from None
+    except ImportError as exc:
+        if cfg.feast and (exc.name or "").startswith("l2lab.featurestore"):
+            raise CLIError(f"the Feast repository is not available ({exc.name}); run with --no-feast") from None
+        raise
     for line in report.lines():
         print(line, file=sys.stderr)
     for line in session.lat.lines():

@@ -192,6 +192,7 @@ class LiveSession:
                                duration_s=cfg.duration_s, time_ns=cfg.time_ns, progress=False, stream=self.tap,
                                **cfg.collector)
         self.collector = CoinbaseCollector(ccfg)
+        self._loop = asyncio.get_running_loop()
         if self.source.name != "kernel":
             self._work = queue.Queue()
             self._worker = threading.Thread(target=self._work_loop, name="l2lab-live-scoring", daemon=True)
@@ -285,7 +286,7 @@ class LiveSession:
             except BaseException as exc:  # reported when the session ends
                 self._worker_error = exc
                 log.error("scoring failed: %r", exc)
-                self.stop()
+                self._loop.call_soon_threadsafe(self.stop)
 
     def _process(self, rows: list[LiveRow], timer: bool) -> None:
         """Gates, risk, push -> online fetch -> score -> emit for final rows of the model's grid."""
