@@ -76,8 +76,9 @@ class ModelScorer:
     def grid_ms(self) -> int:
         return grid_ms(self.meta.grid)
 
-    def maybe_reload(self) -> bool:
-        """Reload if model.json changed since the last load; True when a new model was swapped in."""
+    def maybe_reload(self, accept=None) -> bool:
+        """Reload if model.json changed since the last load; True when a new model was swapped in. ``accept(meta)``
+        may refuse the new model by returning the reason (e.g. it reads features the session does not compute)."""
         now = time.monotonic()
         if now < self._next_check:
             return False
@@ -95,9 +96,12 @@ class ModelScorer:
             self.reload_errors.append(f"{type(exc).__name__}: {exc}")
             log.error("model reload failed, keeping version %d: %s", self.version, exc)
             return False
-        if grid_ms(meta.grid) != self.grid_ms:
+        refused = (f"grid changed from {self.meta.grid} to {meta.grid}" if grid_ms(meta.grid) != self.grid_ms
+                   else accept(meta) if accept is not None else None)
+        if refused:
             self._mtime = mtime
-            self.reload_errors.append(f"grid changed from {self.meta.grid} to {meta.grid}: needs a restart")
+            self.reload_errors.append(f"refused, needs a restart: {refused}")
+            log.error("model reload refused, keeping version %d: %s", self.version, refused)
             return False
         self._mtime = mtime
         self.current = (meta, predictor, self.version + 1)

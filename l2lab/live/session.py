@@ -167,6 +167,21 @@ class LiveSession:
         fam = {s.name: s.family for s in catalog.features()}
         return sorted({"structural", *(fam[f] for f in self.scorer.features if fam[f] != "cross_asset")})
 
+    def _accept(self, meta) -> str | None:
+        """A reloaded model may only read features this session computes from its start (a family started
+        mid-session would have cold windows that nothing marks as such)."""
+        fam = {s.name: (s.table, s.family) for s in catalog.features()}
+        unknown = [f for f in meta.features if f not in fam or fam[f][0] not in ("book", "cross_asset")]
+        if unknown:
+            return f"features not computable live: {unknown[:5]}"
+        computed = self._families()
+        cold = sorted({fam[f][1] for f in meta.features if fam[f][0] == "book"} - set(computed or fam_all()))
+        if cold:
+            return f"families not computed since the start: {cold}"
+        if not self.needs_xa and any(fam[f][0] == "cross_asset" for f in meta.features):
+            return "cross-asset features not computed since the start"
+        return None
+
     def _risk(self, symbol: str) -> SymbolRisk:
         if symbol not in self.risk:
             self.risk[symbol] = SymbolRisk(Cusum(**self.cfg.cusum), VarKillSwitch(**self.cfg.kill))
@@ -204,7 +219,7 @@ class LiveSession:
                 self._consume()
                 if self.engine is not None and not len(self.tap) and self.tap.last_ts_ns is not None:
                     self._rows(self.engine.flush(self.tap.last_ts_ns), timer=True)
-                if self.scorer.maybe_reload():
+                if self.scorer.maybe_reload(self._accept):
                     self.report.model_versions.append(self.scorer.version)
                     self.jlog.write("reload", version=self.scorer.version, features=len(self.scorer.features))
                     log.warning("model reloaded: version %d", self.scorer.version)
@@ -399,6 +414,10 @@ class LiveSession:
                               "valid": np.array([r.valid for r in rows], bool),
                               **{n: np.array([r.values.get(n, np.nan) for r in rows], np.float64) for n in names}})
             atomic.write_parquet(self.out / f"features_{grid_name(g)}.parquet", table)
+
+
+def fam_all() -> set[str]:
+    return {s.family for s in catalog.features() if s.table == "book"}
 
 
 def hour_runs(items: list) -> list[list]:

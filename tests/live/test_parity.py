@@ -42,7 +42,11 @@ def test_live_replay_equals_features_build_and_offline_predictions(tmp_path, mod
         save_meta(run, load_meta(run))  # the same model written again: a new model.json
         await wait_for(lambda: session.scorer.version == 2, 30)
         (run / "model" / "model.json").write_text('{"target": ')  # a broken write: refused, version 2 goes on
-        await wait_for(lambda: session.scorer.reload_errors, 30)
+        await wait_for(lambda: len(session.scorer.reload_errors) == 1, 30)
+        meta = load_meta(model_run)
+        meta.features = meta.features + ["vpin_bvc"]  # model.json and predictor disagree: refused
+        save_meta(run, meta)
+        await wait_for(lambda: len(session.scorer.reload_errors) == 2, 30)
 
     live_root, out = tmp_path / "live", tmp_path / "out"
     report = asyncio.run(replay_live(quiet, live_root, run, out, speed=2.0, warmup_rows=0, stale_after_s=3.0,
@@ -85,7 +89,8 @@ def test_live_replay_equals_features_build_and_offline_predictions(tmp_path, mod
     assert not (spell.symbol == "ETH-USD").any() and (spell.symbol == "BTC-USD").sum() >= 3
     assert (signals[signals.ts_ns > t0 + 16 * STEP].symbol == "ETH-USD").any()  # ETH is back
     # the reloads
-    assert report.model_versions == [1, 2] and len(report.reload_errors) == 1
+    assert report.model_versions == [1, 2] and len(report.reload_errors) == 2
+    assert "not valid JSON" in report.reload_errors[0] and "not inputs of the predictor" in report.reload_errors[1]
     assert set(signals.model_version) == {1, 2} and np.all(np.diff(signals.model_version.to_numpy()) >= 0)
     log = [json.loads(line) for line in (out / "live.jsonl").read_text().splitlines()]
     assert [r["version"] for r in log if r["event"] == "reload"] == [2]

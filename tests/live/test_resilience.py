@@ -54,3 +54,19 @@ def test_disconnects_invalidate_until_warm_again(tmp_path, model_run):
         for t in s.ts_ns:  # every signal: its row and the WARMUP rows before it are all present and valid
             window = [t - k * STEP for k in range(WARMUP + 1)]
             assert all(w in valid.index and valid[w] for w in window), (sym, t)
+
+
+def test_a_reload_may_not_read_what_the_session_does_not_compute(tmp_path, model_run):
+    from research.model_artifact import load_meta
+
+    session = LiveSession(LiveConfig(run_dir=model_run, data_root=tmp_path, symbols=SYMBOLS))
+    meta = load_meta(model_run)
+    assert session._accept(meta) is None
+    assert session._families() == ["dynamic", "structural"]  # what the test model reads (+ structural)
+    meta.features = meta.features + ["vpin_bvc"]
+    assert session._accept(meta) == "families not computed since the start: ['advanced']"
+    meta.features = meta.features[:-1] + ["h_close"]
+    assert "not computable live" in session._accept(meta)
+    session = LiveSession(LiveConfig(run_dir=model_run, data_root=tmp_path, symbols=SYMBOLS, all_features=True))
+    meta.features = meta.features[:-1] + ["vpin_bvc"]
+    assert session._accept(meta) is None
