@@ -63,9 +63,10 @@ class ModelScorer:
         predictor = load_predictor(self.run_dir)
         # keep the model in memory: unpersisted, AutoGluon loads it from disk on every predict call
         predictor.persist("best", with_ancestors=True)
-        missing = [f for f in meta.features if f not in predictor.features()]
+        # the predictor may have dropped inputs it found useless (constant, duplicate), never added any
+        missing = [f for f in predictor.features() if f not in meta.features]
         if missing:
-            raise ValueError(f"{self.meta_path}: features {missing[:5]} are not inputs of the predictor")
+            raise ValueError(f"{self.meta_path}: the predictor reads {missing[:5]}, which model.json does not list")
         return meta, predictor, mtime
 
     @property

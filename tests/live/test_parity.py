@@ -44,7 +44,7 @@ def test_live_replay_equals_features_build_and_offline_predictions(tmp_path, mod
         (run / "model" / "model.json").write_text('{"target": ')  # a broken write: refused, version 2 goes on
         await wait_for(lambda: len(session.scorer.reload_errors) == 1, 30)
         meta = load_meta(model_run)
-        meta.features = meta.features + ["vpin_bvc"]  # model.json and predictor disagree: refused
+        meta.features = meta.features[1:]  # model.json leaves out an input of the predictor: refused
         save_meta(run, meta)
         await wait_for(lambda: len(session.scorer.reload_errors) == 2, 30)
 
@@ -90,7 +90,7 @@ def test_live_replay_equals_features_build_and_offline_predictions(tmp_path, mod
     assert (signals[signals.ts_ns > t0 + 16 * STEP].symbol == "ETH-USD").any()  # ETH is back
     # the reloads
     assert report.model_versions == [1, 2] and len(report.reload_errors) == 2
-    assert "not valid JSON" in report.reload_errors[0] and "not inputs of the predictor" in report.reload_errors[1]
+    assert "not valid JSON" in report.reload_errors[0] and "which model.json does not list" in report.reload_errors[1]
     assert set(signals.model_version) == {1, 2} and np.all(np.diff(signals.model_version.to_numpy()) >= 0)
     log = [json.loads(line) for line in (out / "live.jsonl").read_text().splitlines()]
     assert [r["version"] for r in log if r["event"] == "reload"] == [2]
