@@ -93,6 +93,9 @@ class CoinbaseNormalizer:
         self.last_venue_ns: int | None = None  # venue timestamp of the last data frame (for lag)
         self.last_recv_ns: int | None = None  # its receive time
         self.stats = defaultdict(int)
+        # optional consumer of every normalized row as it is produced (a live scorer), called with
+        # ("l2_events" | "trades", product, [row tuples]) in stream order; drain() still returns every row
+        self.on_rows = None
 
     # -- input ----------------------------------------------------------------------------------------------
     def feed(self, ts_recv_ns: int, raw: str, conn: int = 0, where: str = "") -> None:
@@ -224,6 +227,11 @@ class CoinbaseNormalizer:
         if products and ts is not None:
             self._gap(ts, -1 if self._conn is None else self._conn, GAP_STOP, -1, -1, "recording stopped", products)
 
+    @property
+    def last_frame_ns(self) -> int | None:
+        """Receive time of the last frame fed."""
+        return self._last_ts
+
     def l2_products(self, conn: int) -> list[str]:
         return sorted(self._l2_products.get(conn, ()))
 
@@ -261,7 +269,10 @@ class CoinbaseNormalizer:
 
     def _gap(self, ts, conn, kind, expected, got, detail, products) -> None:
         for p in products:  # a gap has no venue time: ts_exch_ns 0
-            self._l2.add(p, [(ts, 0, -1, L2_GAP, 0, 0, 0, FLAG_FRAME_END)])
+            row = (ts, 0, -1, L2_GAP, 0, 0, 0, FLAG_FRAME_END)
+            self._l2.add(p, [row])
+            if self.on_rows is not None:
+                self.on_rows("l2_events", p, [row])
         self._gaps.append({"ts_recv_ns": ts, "conn": conn, "kind": kind, "expected_seq": expected,
                            "got_seq": got, "products": ",".join(products), "detail": detail, "source": self.source})
 
@@ -332,6 +343,8 @@ class CoinbaseNormalizer:
                 on_conn.add(product)
                 self._products_version += 1
             self._l2.add(product, rows)
+            if self.on_rows is not None and rows:
+                self.on_rows("l2_events", product, rows)
             self.stats["l2_rows"] += len(rows)
             if snap:
                 self.stats["snapshots"] += 1
@@ -373,6 +386,8 @@ class CoinbaseNormalizer:
             seen.add(row[3])
             self._trades[product].append(row)
             self.stats["trades"] += 1
+            if self.on_rows is not None:
+                self.on_rows("trades", product, [row])
 
 
 @njit(cache=True)

@@ -72,6 +72,11 @@ class CollectorConfig:
     time_ns: callable = time.time_ns  # receive-time source (a venue clock mapping for accelerated simulators)
     exchange: str = "coinbase"
     progress: bool = True
+    # optional consumer of the normalized stream (e.g. ``l2lab.live.tap.StreamTap``): gets
+    # ``rows(dataset, product, rows)`` for every normalized row batch as it is produced, then
+    # ``frame_done(ts_recv_ns, t_perf_ns)`` after each received frame (t_perf_ns: time.perf_counter_ns() at receipt)
+    # and after each gap the collector itself marks (staleness, end of the recording)
+    stream: object = None
 
 
 @dataclass
@@ -187,11 +192,14 @@ class CoinbaseCollector:
 
     # -- frame tap (runs inside ccxt's receive loop: keep it cheap) -----------------------------------------
     def _on_frame(self, client, text: str) -> None:
+        t_perf = time.perf_counter_ns()
         ts = self.cfg.time_ns()
         self._last_frame_mono = time.monotonic()
         conn = self._conn_id(client.connection)
         self.capture.write(ts, text, conn)
         self.normalizer.feed(ts, text, conn)
+        if self.cfg.stream is not None:
+            self.cfg.stream.frame_done(ts, t_perf)
         self.report.frames += 1
         if len(text) < 4096 and ('"subscriptions"' in text or '"error"' in text):
             self._control_frame(text)
@@ -335,8 +343,10 @@ class CoinbaseCollector:
             if now - self._last_frame_mono > self.cfg.stale_after_s:
                 self.report.stale += 1
                 if self._conn is not None:
-                    self.normalizer.mark_gap(self.cfg.time_ns(), self._conn, GAP_STALE,
-                                             f"no frame for {self.cfg.stale_after_s:g} s")
+                    t_perf, ts = time.perf_counter_ns(), self.cfg.time_ns()
+                    self.normalizer.mark_gap(ts, self._conn, GAP_STALE, f"no frame for {self.cfg.stale_after_s:g} s")
+                    if self.cfg.stream is not None:
+                        self.cfg.stream.frame_done(ts, t_perf)
                 self._last_frame_mono = now
                 self._request_resync("stale connection")
             elif (self._conn is not None and not self.subscriptions_confirmed and not self._reconnect_requested
@@ -434,6 +444,8 @@ class CoinbaseCollector:
         self.unified = [self.exchange.markets_by_id[s][0]["symbol"] for s in cfg.symbols]
         self.scales = scales_from_markets({s: self.exchange.markets_by_id[s][0] for s in cfg.symbols})
         self.normalizer = CoinbaseNormalizer(self.scales, source="live")
+        if cfg.stream is not None:
+            self.normalizer.on_rows = cfg.stream.rows
         self.capture = CaptureWriter(cfg.data_root / "raw", cfg.exchange, flush_interval_s=cfg.capture_flush_s)
         write_products(self.capture.root, self.scales)
         self.bronze = BronzeWriter(cfg.data_root / "bronze", cfg.exchange)
@@ -467,6 +479,8 @@ class CoinbaseCollector:
             except Exception as exc:
                 log.debug("close: %r", exc)
             self.normalizer.finish()  # GAP_STOP at the last frame's receive time (ingest does the same)
+            if cfg.stream is not None and self.normalizer.last_frame_ns is not None:
+                cfg.stream.frame_done(self.normalizer.last_frame_ns, time.perf_counter_ns())
             self.flush()
             self.capture.close()
             self.jlog.write("stop", frames=self.report.frames, reconnects=self.report.reconnects,

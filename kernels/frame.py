@@ -58,10 +58,14 @@ DEFAULT_MAX_STALE_NS = 60_000_000_000
 
 def build_frame(symbol: str, samples, trades: np.ndarray | None, price_exp: int, size_exp: int,
                 step_ns: int, prev_last_price: float = np.nan, prev_row: int | None = None,
-                max_stale_ns: int | None = DEFAULT_MAX_STALE_NS) -> MarketFrame:
+                max_stale_ns: int | None = DEFAULT_MAX_STALE_NS, prev_last_trade_ns: int | None = None) -> MarketFrame:
     """A frame from grid samples of ``kernels.book.BookRebuilder`` (``TopN``) and normalized trades
-    (``l2lab.schema.TRADE_DTYPE``) received up to the last grid time. ``prev_last_price`` and ``prev_row``
-    carry the last trade price and the last sample's stream row from the previous partition.
+    (``l2lab.schema.TRADE_DTYPE``) received up to the last grid time. ``prev_last_price``, ``prev_row`` and
+    ``prev_last_trade_ns`` carry the last trade price, the last sample's stream row and the last trade's receive
+    time from the previous chunk (partition, or live row), so any chunking gives the same frame.
+
+    ``avail_ns`` is the receive time of the last input used: the book's last frame, or the last trade at or
+    before the row (its price is ``last_price``), whichever is later.
 
     A row whose book has not been updated for more than ``max_stale_ns`` (default 60 s) is not valid: a recording
     that ended without its stop marker (a crash) must not leave a frozen book that looks current."""
@@ -82,6 +86,7 @@ def build_frame(symbol: str, samples, trades: np.ndarray | None, price_exp: int,
     max_trade = np.zeros(n)
     last_price = np.full(n, np.nan)
     avail = samples.ts_avail_ns.astype(np.int64).copy()
+    prev_t = -1 if prev_last_trade_ns is None else int(prev_last_trade_ns)
     if trades is not None and len(trades) and n:
         tt = trades["ts_recv_ns"]
         bucket = np.searchsorted(t, tt, side="left")  # trade at ts goes to the first grid time >= ts
@@ -105,9 +110,10 @@ def build_frame(symbol: str, samples, trades: np.ndarray | None, price_exp: int,
         filled = np.maximum.accumulate(last_idx)
         last_price = np.where(filled >= 0, px[np.maximum(filled, 0)], prev_last_price)
         trade_t = tt[keep]
-        avail = np.maximum(avail, np.where(filled >= 0, trade_t[np.maximum(filled, 0)], avail))
+        avail = np.maximum(avail, np.where(filled >= 0, trade_t[np.maximum(filled, 0)], prev_t))
     elif n:
         last_price[:] = prev_last_price
+        avail = np.maximum(avail, prev_t)
     rows = samples.row.astype(np.int64)
     book_rows = np.diff(rows, prepend=rows[0] if prev_row is None else prev_row) if n else rows
     valid = samples.valid.astype(bool)
@@ -116,3 +122,21 @@ def build_frame(symbol: str, samples, trades: np.ndarray | None, price_exp: int,
     return MarketFrame(symbol, int(step_ns), t, avail, valid, prices["bid_px"],
                        sizes["bid_sz"], prices["ask_px"], sizes["ask_sz"], buy_v, sell_v, buy_c, sell_c, notional,
                        max_trade, last_price, book_rows)
+
+
+TOUCH_COLUMNS = ("ts_ns", "ts_avail_ns", "valid", "bid_px_L0", "ask_px_L0", "bid_sz_L0", "ask_sz_L0")
+
+
+def touch_frame(symbol: str, step_ns: int, col: dict) -> MarketFrame:
+    """A depth-1 frame from book-feature columns (:data:`TOUCH_COLUMNS`: the grid times, validity and the
+    touch), with no trades: what labels and cross-asset features read. Silver rows (``features build``) and live
+    rows (``l2lab live``) go through this one function."""
+    n = len(col["ts_ns"])
+    bid_px = np.asarray(col["bid_px_L0"]).reshape(n, 1).astype(float)
+    ask_px = np.asarray(col["ask_px_L0"]).reshape(n, 1).astype(float)
+    bid_sz = np.asarray(col["bid_sz_L0"]).reshape(n, 1).astype(float)
+    ask_sz = np.asarray(col["ask_sz_L0"]).reshape(n, 1).astype(float)
+    zeros, izeros = np.zeros(n), np.zeros(n, np.int64)
+    return MarketFrame(symbol, int(step_ns), np.asarray(col["ts_ns"]), np.asarray(col["ts_avail_ns"]),
+                       np.asarray(col["valid"]).astype(bool), bid_px, bid_sz, ask_px, ask_sz, zeros, zeros.copy(),
+                       izeros, izeros.copy(), zeros.copy(), zeros.copy(), np.full(n, np.nan), izeros.copy())

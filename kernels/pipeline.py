@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib
 import pickle
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +27,12 @@ import pyarrow.parquet as pq
 
 from collectors.bronze import HOUR_NS, part_sort_key, partition_dir
 from kernels import catalog
-from kernels.frame import MarketFrame, build_frame
+from kernels.frame import TOUCH_COLUMNS, MarketFrame, touch_frame
+from kernels.stream import STATE_VERSION, SymbolState, SymbolStream, book_families, compute_families
 from l2lab import atomic
 from l2lab.schema import L2_EVENT_DTYPE, TRADE_DTYPE
 
 DEFAULT_GRIDS_MS = (100, 1000)
-STATE_VERSION = 3
-RECENT_IDS = 200_000
 
 
 def event_timestamp(ts_ns) -> pa.Array:
@@ -48,16 +46,6 @@ def grid_name(step_ms: int) -> str:
     return f"{step_ms}ms" if step_ms < 1000 else f"{step_ms // 1000}s"
 
 
-def book_families() -> list:
-    """Modules of the book-table families present in the catalog, in catalog order."""
-    paths = []
-    for s in catalog.features():
-        mod = s.kernel.rsplit(".", 1)[0]
-        if s.table == "book" and mod not in paths:
-            paths.append(mod)
-    return [importlib.import_module(p) for p in paths]
-
-
 def catalog_hash() -> str:
     """Changes with the catalog and with the source of any kernel module, so a resumed build never mixes state
     and outputs of old code with new (a changed hash starts the build over)."""
@@ -66,25 +54,10 @@ def catalog_hash() -> str:
     h = hashlib.sha256()
     h.update("\n".join(f"{s.name}|{s.kernel}|{s.params}|{s.window}" for s in catalog.features()).encode())
     for name in sorted({s.kernel.rsplit(".", 1)[0] for s in catalog.features()} | {"kernels.book", "kernels.ladder",
-                                                                                    "kernels.frame", "kernels.pipeline"}):
+                                                                                    "kernels.frame", "kernels.pipeline",
+                                                                                    "kernels.stream"}):
         h.update(Path(importlib.import_module(name).__file__).read_bytes())
     return h.hexdigest()[:16]
-
-
-@dataclass
-class SymbolState:
-    """Everything carried from one partition to the next for one symbol."""
-
-    book: dict | None = None  # BookRebuilder.export_state()
-    families: dict = field(default_factory=dict)  # grid -> module name -> state
-    pending_trades: dict = field(default_factory=dict)  # grid -> trades received after its last grid time
-    last_price: dict = field(default_factory=dict)  # grid -> last trade price
-    last_row: dict = field(default_factory=dict)  # grid -> last sample's stream row
-    done: list = field(default_factory=list)  # partitions processed, in order
-    fingerprints: dict = field(default_factory=dict)  # partition -> its bronze files (name, size) when built
-    recent_trade_ids: dict = field(default_factory=dict)  # trade id -> None, the last RECENT_IDS (dedupe)
-    version: int = STATE_VERSION
-    catalog: str = ""
 
 
 def _hour_dirs(base: Path) -> list[tuple[str, str, Path]]:
@@ -109,20 +82,6 @@ def _read_struct(folder: Path, dtype: np.dtype) -> np.ndarray:
 def _hour_start(key: str) -> int:
     date, hour = key.split("/")
     return int(np.datetime64(f"{date}T{hour}:00", "ns").astype(np.int64))
-
-
-def _dedupe_trades(trades: np.ndarray, recent: dict) -> np.ndarray:
-    """Drop trades whose id was already seen (a collector restart re-records the venue's recent trades);
-    ``recent`` keeps the last RECENT_IDS ids across partitions."""
-    keep = np.ones(len(trades), bool)
-    for i, tid in enumerate(trades["trade_id"].tolist()):
-        if tid in recent:
-            keep[i] = False
-        else:
-            recent[tid] = None
-    while len(recent) > RECENT_IDS:
-        recent.pop(next(iter(recent)))
-    return trades[keep]
 
 
 def _fingerprint(*folders: Path) -> tuple:
@@ -173,8 +132,6 @@ class FeatureBuilder:
         return sorted(d.name.split("=", 1)[1] for d in base.glob("symbol=*")) if base.exists() else []
 
     def build(self, symbols: list[str] | None = None) -> dict:
-        from kernels.book import B_HAVE_LAST, BookRebuilder, TopN
-
         started = time.perf_counter()
         report = {"partitions": 0, "skipped": 0, "open": 0, "rows": {grid_name(g): 0 for g in self.grids_ms}}
         for symbol in symbols or self.symbols():
@@ -185,9 +142,8 @@ class FeatureBuilder:
                 continue
             price_exp, size_exp = _exps(hours[0][2])
             st = self._load_state(symbol)
-            grids_ns = tuple(g * 1_000_000 for g in self.grids_ms)
-            rb = (BookRebuilder.from_state(st.book, event_time=False) if st.book is not None
-                  else BookRebuilder(1, depth=self.depth, grids_ns=grids_ns, event_time=False))
+            stream = SymbolStream(symbol, price_exp, size_exp, grids_ms=self.grids_ms, depth=self.depth, state=st,
+                                  families=self.families)
             for date, hour, folder in hours:
                 key = f"{date}/{hour}"
                 hour_start = int(np.datetime64(f"{date}T{hour}:00", "ns").astype(np.int64))
@@ -206,36 +162,15 @@ class FeatureBuilder:
                     raise RuntimeError(f"{symbol}: partition {key} arrived after {st.done[-1]} was built; "
                                        f"rebuild with --rebuild")
                 events = _read_struct(folder, L2_EVENT_DTYPE)
-                trades = _dedupe_trades(_read_struct(trades_dir, TRADE_DTYPE), st.recent_trade_ids)
+                trades = stream.dedupe(_read_struct(trades_dir, TRADE_DTYPE))
                 if st.done and hour_start > _hour_start(st.done[-1]) + HOUR_NS:
                     # hours with no bronze at all: the next recording starts with its own gap marker and
-                    # snapshot, so the grid restarts at its first frame instead of filling the hole (and trades
-                    # waiting for a row inside the hole are not carried over it)
-                    rb.bs[B_HAVE_LAST] = 0
-                    st.pending_trades.clear()
-                samples = rb.process(events).grids
-                final = rb.flush(hour_start + HOUR_NS - 1)
-                for g_ms, g_ns in zip(self.grids_ms, grids_ns):
-                    pending = st.pending_trades.get(g_ms)
-                    grid_trades = np.concatenate([pending, trades]) if pending is not None else trades
-                    parts = [x for x in (samples.get(g_ns), final.get(g_ns)) if x is not None and len(x)]
-                    if not parts:
-                        st.pending_trades[g_ms] = grid_trades
-                        continue
-                    top = TopN.concat(parts)
-                    last = int(top.ts_ns[-1])
-                    used = grid_trades[grid_trades["ts_recv_ns"] <= last]
-                    # trades after this grid's last time belong to its first row of the next partition
-                    st.pending_trades[g_ms] = grid_trades[grid_trades["ts_recv_ns"] > last]
-                    frame = build_frame(symbol, top, used, price_exp, size_exp, g_ns,
-                                        st.last_price.get(g_ms, np.nan), st.last_row.get(g_ms))
-                    st.last_price[g_ms] = float(frame.last_price[-1])
-                    st.last_row[g_ms] = int(top.row[-1])
-                    fam_states = st.families.setdefault(g_ms, {})
-                    columns = self._compute(frame, fam_states)
-                    self._write(symbol, g_ms, hour_start, frame, columns)
-                    report["rows"][grid_name(g_ms)] += frame.n
-                st.book = rb.export_state()
+                    # snapshot, so the grid restarts at its first frame instead of filling the hole
+                    stream.restart_grid()
+                for g_ms, rows in stream.process(events, trades, flush_through_ns=hour_start + HOUR_NS - 1).items():
+                    self._write(symbol, g_ms, hour_start, rows.frame, rows.columns)
+                    report["rows"][grid_name(g_ms)] += rows.frame.n
+                stream.export_state()
                 st.done.append(key)
                 st.fingerprints[key] = fingerprint
                 self._save_state(symbol, st)
@@ -246,13 +181,7 @@ class FeatureBuilder:
         return report
 
     def _compute(self, frame: MarketFrame, states: dict) -> dict[str, np.ndarray]:
-        cols: dict[str, np.ndarray] = {}
-        for module in self.families:
-            name = module.__name__
-            if name not in states:
-                states[name] = module.new_state()
-            cols.update(module.compute(frame, states[name]))
-        return cols
+        return compute_families(self.families, frame, states)
 
     def _write(self, symbol: str, g_ms: int, hour_start: int, frame: MarketFrame, cols: dict) -> None:
         table = pa.table({"ts_ns": frame.t_ns, "event_timestamp": event_timestamp(frame.t_ns),
@@ -309,18 +238,9 @@ def build_labels(data_root: Path, exchange: str = "coinbase", grids_ms=DEFAULT_G
 
 
 def _frame_from_silver(symbol: str, table: pa.Table, g_ms: int) -> MarketFrame:
-    """The subset of a MarketFrame that labels need (mid, microprice, spread) rebuilt from silver columns."""
-    col = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
-    n = table.num_rows
-    depth = 1
-    bid_px = col["bid_px_L0"].reshape(n, depth).astype(float)
-    ask_px = col["ask_px_L0"].reshape(n, depth).astype(float)
-    bid_sz = col["bid_sz_L0"].reshape(n, depth).astype(float)
-    ask_sz = col["ask_sz_L0"].reshape(n, depth).astype(float)
-    zeros, izeros = np.zeros(n), np.zeros(n, np.int64)
-    return MarketFrame(symbol, g_ms * 1_000_000, col["ts_ns"], col["ts_avail_ns"], col["valid"].astype(bool),
-                       bid_px, bid_sz, ask_px, ask_sz, zeros, zeros.copy(), izeros, izeros.copy(), zeros.copy(),
-                       zeros.copy(), np.full(n, np.nan), izeros.copy())
+    """The subset of a MarketFrame that labels and cross-asset features need, from silver columns."""
+    return touch_frame(symbol, g_ms * 1_000_000, {name: table.column(name).to_numpy(zero_copy_only=False)
+                                                  for name in TOUCH_COLUMNS})
 
 
 def build_cross_asset(data_root: Path, exchange: str = "coinbase", leader: str = "BTC-USD",
@@ -346,9 +266,8 @@ def build_cross_asset(data_root: Path, exchange: str = "coinbase", leader: str =
             for date, hour, folder in _hour_dirs(sym_dir):
                 if (date, hour) not in lead_hours:
                     continue
-                cols = ["ts_ns", "ts_avail_ns", "valid", "bid_px_L0", "ask_px_L0", "bid_sz_L0", "ask_sz_L0"]
-                f_t = pq.read_table(folder / "part-0.parquet", columns=cols)
-                l_t = pq.read_table(lead_hours[(date, hour)] / "part-0.parquet", columns=cols)
+                f_t = pq.read_table(folder / "part-0.parquet", columns=list(TOUCH_COLUMNS))
+                l_t = pq.read_table(lead_hours[(date, hour)] / "part-0.parquet", columns=list(TOUCH_COLUMNS))
                 common, fi, li = np.intersect1d(f_t.column("ts_ns").to_numpy(), l_t.column("ts_ns").to_numpy(),
                                                 return_indices=True)
                 if not len(common):

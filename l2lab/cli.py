@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "l2lab.featurestore.cli",
     "l2lab.demo",
     "research.backtest.cli",
+    "l2lab.live.cli",
 ]
 
 

@@ -17,7 +17,8 @@ subscribe again before it goes on, so each recorded connection is replayed on a 
 
 Pacing: frame i is due at ``wall_start + (ts_recv_ns[i] - ts_recv_ns[0]) / speed``; the clock is anchored when
 playback starts, which is when ``wait_clients`` connections have subscribed (so a client does not miss the
-recorded snapshots). With ``speed = inf`` frames go out as fast as clients read them.
+recorded snapshots), to every channel of ``wait_channels`` if given (ccxt subscribes each channel in its own
+message: without it, the recorded frames of a channel subscribed a moment later would be missed, a sequence gap). With ``speed = inf`` frames go out as fast as clients read them.
 """
 
 from __future__ import annotations
@@ -71,13 +72,14 @@ def raw_frame(raw: str, ts_recv_ns: int) -> Frame:
 class ReplayFeed:
     """Plays a capture into a :class:`~loopback.coinbase_ws.CoinbaseWsServer` following a :class:`Clock`."""
 
-    def __init__(self, path: str | Path, server, clock, *, wait_clients: int = 1):
+    def __init__(self, path: str | Path, server, clock, *, wait_clients: int = 1, wait_channels: tuple = ()):
         self.path = Path(path)
         if not self.path.exists():
             raise FileNotFoundError(f"capture file not found: {self.path}")
         self.server = server
         self.clock = clock
         self.wait_clients = int(wait_clients)
+        self.wait_channels = tuple(wait_channels)
         self.frames_sent = 0
         self.connections_ended = 0
         self.first_ts_ns: int | None = None
@@ -86,7 +88,10 @@ class ReplayFeed:
         self.done = asyncio.Event()
 
     async def _wait_for_clients(self) -> None:
-        while sum(1 for c in self.server.connections.values() if c.subs and not c.closed) < self.wait_clients:
+        def ready(c) -> bool:
+            return bool(c.subs) and not c.closed and all(ch in c.subs for ch in self.wait_channels)
+
+        while sum(1 for c in self.server.connections.values() if ready(c)) < self.wait_clients:
             await asyncio.sleep(0.005)
 
     async def run(self) -> None:

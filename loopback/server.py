@@ -48,6 +48,7 @@ class LoopbackExchange:
                  fault_log_path: str | Path | None = None, queue_limit: int = DEFAULT_QUEUE_LIMIT,
                  slow_consumer_timeout_s: float = 2.0, subscribe_timeout_s: float | None = 5.0,
                  coalesce_ns: int = 0, weight_limit: int = DEFAULT_WEIGHT_LIMIT, wait_clients: int = 1,
+                 wait_channels: tuple = (),
                  tick_s: float = DEFAULT_TICK_S, trade_window: int = TRADE_SNAPSHOT_SIZE):
         if host not in (LOCALHOST, "localhost", "::1"):
             raise ValueError(f"the loopback exchange binds loopback addresses only, not {host!r}")
@@ -66,6 +67,7 @@ class LoopbackExchange:
         self.coalesce_ns = coalesce_ns
         self.weight_limit = weight_limit
         self.wait_clients = wait_clients
+        self.wait_channels = tuple(wait_channels)
         self.tick_s = tick_s
         self.trade_window = trade_window
         self.sim = None
@@ -86,7 +88,8 @@ class LoopbackExchange:
             self.clock = Clock(0, self.speed, mode="replay")
             self.ws = CoinbaseWsServer(state=None, faults=self.faults, fault_log=self.fault_log,
                                        venue_now=self.clock.venue_now, **self._server_opts)
-            self.replay = ReplayFeed(self.capture, self.ws, self.clock, wait_clients=self.wait_clients)
+            self.replay = ReplayFeed(self.capture, self.ws, self.clock, wait_clients=self.wait_clients,
+                                     wait_channels=self.wait_channels)
         else:
             self.sim = self._sim if self._sim is not None else self._make_sim()
             self.state = VenueState.from_simulator(self.sim, self.trade_window)

@@ -65,6 +65,8 @@ def test_partitions_carry_state_exactly(bronze_root, tmp_path):
     n = frame.n
     assert got.num_rows >= n > 200
     np.testing.assert_array_equal(got.column("ts_ns").to_numpy()[:n], frame.t_ns)
+    # availability too: the last trade's time is carried across the hour boundary like its price
+    np.testing.assert_array_equal(got.column("ts_avail_ns").to_numpy()[:n], frame.avail_ns)
     for name, v in want.items():
         np.testing.assert_array_equal(got.column(name).to_numpy()[:n], v, err_msg=name)
     assert not got.column("valid").to_numpy()[n:].any()  # after the recording's stop marker
@@ -187,7 +189,7 @@ def test_holes_between_recordings_are_never_valid_nor_misfiled(tmp_path):
 
 
 def test_duplicate_trades_are_dropped_across_partitions():
-    from kernels.pipeline import _dedupe_trades
+    from kernels.stream import dedupe_trades as _dedupe_trades
 
     recent = {}
     a = np.zeros(3, TRADE_DTYPE)

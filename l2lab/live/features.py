@@ -1,0 +1,130 @@
+"""Where the scorer gets the model's feature vector from.
+
+* :class:`FeastOnline` (default): every new row is pushed to the Feast online store through its view's push
+  source (``<family>_<grid>_push``, via ``l2lab.featurestore.online.push``) and the model's vector is read back
+  with a Feast online lookup (``get_online``: the SDK; or the HTTP feature server with ``http=True``). The views
+  holding the model's features are pushed before the lookup (on the signal's path); the others right after the
+  signal is out, so the online store holds every feature of the row for other readers.
+  ``write="direct"`` writes the same rows with ``FeatureStore.write_to_online_store(view, df)`` instead: what
+  ``FeatureStore.push(<view>_push, df, to=ONLINE)`` does for the one view a push source feeds, minus looking the
+  push source's views up in the registry, which Feast 0.67 does on every push by deserializing every view and
+  service (about 130 ms a call on the test machine, against 16 ms for the write itself for the 111-feature
+  structural view).
+* :class:`KernelDirect`: the vector straight from the engine's row (no Feast): the baseline the benchmark
+  compares with, and what ``l2lab live --no-feast`` runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kernels import catalog
+
+
+def _family_of() -> dict[str, str]:
+    return {s.name: s.family for s in catalog.features() if s.table in ("book", "cross_asset")}
+
+
+class KernelDirect:
+    name = "kernel"
+
+    def push_needed(self, rows, features) -> None:
+        pass
+
+    def push_rest(self, rows) -> None:
+        pass
+
+    def fetch(self, rows, features: list[str]) -> np.ndarray:
+        return np.array([[r.values.get(f, np.nan) for f in features] for r in rows], dtype=np.float64)
+
+    def close(self) -> None:
+        pass
+
+
+class FeastOnline:
+    """``data_root``: the data root whose Feast repository (``<data>/feast/``) is used; applied if needed."""
+
+    name = "feast"
+
+    def __init__(self, data_root, grid: str, *, http: bool = False, write: str = "push"):
+        from l2lab.featurestore.store import ensure_applied
+
+        if write not in ("push", "direct"):
+            raise ValueError(f"write must be push or direct, got {write!r}")
+        self.write = write
+        self.name = "feast" if write == "push" else "feast-direct"
+        self.grid = grid
+        self.store = ensure_applied(data_root)
+        self.server = None
+        if http:
+            from l2lab.featurestore.online import FeatureServer
+
+            self.server = FeatureServer(data_root)
+            self.server.start()
+        self._family = _family_of()
+        self._by_family: dict[str, list[str]] = {}
+        for name, fam in self._family.items():
+            self._by_family.setdefault(fam, []).append(name)
+        self._views = {}  # view -> its feature names (what a push must carry)
+        self._pushed: set[int] = set()
+
+    def _view(self, family: str) -> str:
+        from l2lab.featurestore.definitions import view_name
+
+        return view_name(family, self.grid)
+
+    def _view_features(self, view: str) -> list[str]:
+        """The view's catalog features (a push carries every one of them; the view may hold other fields)."""
+        if view not in self._views:
+            fv = self.store.get_feature_view(view)
+            self._views[view] = [f.name for f in fv.features if f.name in self._family]
+        return self._views[view]
+
+    def _push(self, rows, families) -> None:
+        import pandas as pd
+
+        from l2lab.featurestore.online import push
+
+        for fam in families:
+            view = self._view(fam)
+            names = self._view_features(view)
+            use = [r for r in rows if fam != "cross_asset" or r.xa_avail_ns is not None]
+            if not use:
+                continue
+            ts = np.array([r.t_ns for r in use], np.int64)
+            df = pd.DataFrame({"symbol": [r.symbol for r in use], "ts_ns": ts,
+                               **{n: np.array([r.values.get(n, np.nan) for r in use], np.float64) for n in names}})
+            if self.write == "push":
+                push(self.store, view, df)
+            else:
+                from l2lab.featurestore.definitions import TIMESTAMP_FIELD
+
+                df[TIMESTAMP_FIELD] = pd.to_datetime(ts, utc=True)
+                self.store.write_to_online_store(view, df, allow_registry_cache=True)
+
+    def push_needed(self, rows, features) -> None:
+        fams = list(dict.fromkeys(self._family[f] for f in features))
+        self._push(rows, fams)
+        self._pushed = set(fams)
+
+    def push_rest(self, rows) -> None:
+        """The views not pushed before the lookup, for the families the engine computed."""
+        if not rows:
+            return
+        have = rows[0].values
+        rest = [f for f, names in self._by_family.items() if f not in self._pushed and names[0] in have]
+        self._push(rows, rest)
+
+    def fetch(self, rows, features: list[str]) -> np.ndarray:
+        symbols = [r.symbol for r in rows]
+        if self.server is not None:
+            df = self.server.get_online(symbols, features, self.grid)
+        else:
+            from l2lab.featurestore.online import get_online
+
+            df = get_online(self.store, symbols, features, self.grid)
+        return df[features].to_numpy(dtype=np.float64, na_value=np.nan)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
