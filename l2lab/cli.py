@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "l2lab.warehouse",
     "kernels.catalog",
     "l2lab.demo",
+    "research.cli",
 ]
 
 

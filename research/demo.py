@@ -1,0 +1,70 @@
+"""The research part of ``make demo``: the research session, the 01-06 chain through the runner, and the
+headline figures beside the planted truth."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEMO_PARAMS = {"horizons": [1, 5, 30, 60, 300], "horizon": 5, "target": "direction", "presets": "medium_quality",
+               "time_limit": 30, "num_cpus": 2, "seed": 7}
+
+
+def demo_step(settings, *, hours: float = 2.0, seed: int = 7, runs_root=None, params: dict | None = None,
+              timeout: float | None = 900, progress=None) -> list[str]:
+    """Make (or reuse) the research session, run notebooks 01-06 once, return summary lines."""
+    from research.runner import CHAIN, run_grid
+    from research.runlog import read_metrics
+    from research.sessions import make_research_session
+
+    t0 = time.perf_counter()
+    sess = make_research_session(settings.data_root, hours=hours, seed=seed)
+    t_sess = time.perf_counter() - t0
+    p = {**DEMO_PARAMS, "seed": seed, **(params or {})}
+    [res] = run_grid([p], CHAIN, runs_root=runs_root, data_root=settings.data_root, prefix="demo", timeout=timeout,
+                     progress=progress)
+    run_dir = Path(res["run_dir"])
+    m = read_metrics(run_dir)
+    lines = [f"research session: {sess['hours']:g} simulated hours from {sess['start']} (seed {sess['seed']}, "
+             f"exchange={sess['exchange']}) ready in {t_sess:.0f} s; notebooks 01-06 in {time.perf_counter() - t0 - t_sess:.0f} s",
+             f"report: {run_dir / 'index.html'}  (all runs: {run_dir.parent / 'index.html'})",
+             "notebooks: " + ", ".join(f"{k} {v}" for k, v in res["notebooks"].items())]
+    lines += headline_lines(m)
+    return lines
+
+
+def headline_lines(m: dict) -> list[str]:
+    """The integrity figures of one run's metrics.json, as printable lines."""
+    lines = []
+    mod = m.get("04_modelling", {})
+    if mod:
+        lines.append(f"{mod['label']}: out-of-sample {mod['metric']} {mod['oos_autogluon']:.3f} (AutoGluon, "
+                     f"{mod['folds']} purged walk-forward folds) vs {mod['oos_baseline']:.3f} (logistic baseline)")
+        by_h: dict = {}
+        for r in mod.get("integrity_auc", []):
+            by_h.setdefault(r["horizon_s"], []).append(r)
+        for h, rows in sorted(by_h.items()):
+            lines.append(f"direction AUC at {h:g} s, achieved (oracle): " + ", ".join(
+                f"{r['symbol']} {r['achieved_auc']:.3f} ({r['oracle_auc']:.3f})" for r in rows))
+        lines.append(f"shuffled-label control AUC {mod['shuffled_label_auc']:.3f} (should be about 0.5)")
+        pf = mod.get("planted_regime_macro_f1")
+        lines.append(f"volatility regime: forward-regime model macro-F1 {mod['vol_regime_macro_f1']:.3f} (chance 0.33); "
+                     f"trailing terciles vs planted regime macro-F1 "
+                     f"{'n/a' if pf is None else f'{pf:.3f}'} (planted shares {mod.get('planted_regime_share')})")
+    for r in m.get("02_targets", {}).get("lead_lag", []):
+        lines.append(f"lead-lag: {r['symbol']} follows {r['leader']} by {r['recovered_lag_s']:g} s "
+                     f"(planted {r['planted_lag_s']:g} s; kernel estimate {r['kernel_leadlag_s']:g} s)")
+    bt = m.get("05_backtest", {}).get("backtest")
+    if bt:
+        shown = {k: v for k, v in bt.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        lines.append("backtest: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                              for k, v in list(shown.items())[:8]))
+    sh = m.get("06_interpretability", {})
+    if sh:
+        lines.append(f"SHAP ({sh.get('model')}): top features {', '.join(sh.get('top_features', [])[:5])}; "
+                     f"pruned to {len(sh.get('pruned_features', []))} features: {sh.get('score_pruned', np.nan):.3f} "
+                     f"vs {sh.get('score_all', np.nan):.3f} with all")
+    return lines
+
