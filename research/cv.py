@@ -60,13 +60,21 @@ def _blocks(t0: np.ndarray, n_blocks: int) -> list[np.ndarray]:
 
 
 def walk_forward(t0, t1, n_splits: int = 4, embargo_ns: int = 0, max_train: int | None = None,
-                 min_train: int = 1) -> list[Fold]:
-    """Purged walk-forward folds: fold k trains on blocks 0..k (purged) and tests block k+1."""
+                 min_train: int = 1, test_from_ns: int | None = None) -> list[Fold]:
+    """Purged walk-forward folds. By default the rows are cut into ``n_splits + 1`` blocks and fold k trains on
+    blocks 0..k (purged) and tests block k+1. With ``test_from_ns`` the rows from that time on are cut into
+    ``n_splits`` test blocks, each trained on every row before it (purged): an evaluation period that starts
+    after, say, a feature-selection period."""
     t0, t1 = _check(t0, t1)
-    blocks = _blocks(t0, n_splits + 1)
+    if test_from_ns is None:
+        blocks = _blocks(t0, n_splits + 1)[1:]
+    else:
+        first = int(np.searchsorted(t0, test_from_ns, "left"))
+        if first == 0:
+            raise ValueError("test_from_ns leaves no rows to train on")
+        blocks = [b + first for b in _blocks(t0[first:], n_splits)]
     folds = []
-    for k in range(1, len(blocks)):
-        test = blocks[k]
+    for test in blocks:
         cand = np.arange(0, test[0])
         if max_train is not None:
             cand = cand[-max_train:]

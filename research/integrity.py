@@ -87,3 +87,18 @@ def lead_lag_xcorr(leader_ret, follower_ret, max_lag: int) -> pd.Series:
 def planted_lead_lag(truth: dict) -> pd.DataFrame:
     return pd.DataFrame([{"symbol": s, "leader": v["leader"], "planted_lag_s": v["lag_s"], "planted_beta": v["beta"]}
                          for s, v in truth["lead_lag"].items()])
+
+
+def regime_vol_ratios(trailing_vol, planted, truth: dict, normal: int = 1) -> pd.DataFrame:
+    """Per planted regime present: rows, the median trailing volatility and its ratio to the median in the
+    ``normal`` regime, beside the planted volatility multipliers' ratio (truth.json ``regimes.vol_multiplier``).
+    A feature that tracks the planted regimes recovers the planted ratios (e.g. calm / normal = 0.6)."""
+    v = np.asarray(trailing_vol, float)
+    r = np.asarray(planted)
+    ok = np.isfinite(v)
+    names, mult = truth["regimes"]["names"], truth["regimes"]["vol_multiplier"]
+    med = {k: float(np.median(v[ok & (r == k)])) for k in np.unique(r[ok])}
+    base = med.get(normal, np.nan)
+    return pd.DataFrame([{"regime": names[k], "rows": int((ok & (r == k)).sum()), "median_vol": m,
+                          "ratio_to_normal": m / base if base > 0 else np.nan,
+                          "planted_ratio": mult[k] / mult[normal]} for k, m in sorted(med.items())])

@@ -140,6 +140,8 @@ def build_training_set(data_root, out_dir, *, grid: str = "1s", labels: list[str
                                start=start, end=end, exchange=exchange)
     from l2lab.featurestore.trainset import build_trainset
 
+    if feature_service is None and features is None:
+        feature_service = f"book_{grid}"  # every book + cross-asset feature on the grid (INTERFACES.md)
     path = Path(build_trainset(data_root, out_dir, grid=grid, labels=list(labels), feature_service=feature_service,
                                features=None if feature_service else features, symbols=symbols, start=start, end=end,
                                exchange=exchange))

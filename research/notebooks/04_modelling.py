@@ -70,12 +70,12 @@ print(f"{label} ({problem}), {len(feats)} features, {len(df):,} labelled rows")
 
 # %% [markdown]
 # ## Walk-forward with purge and embargo
-# Folds over the whole session; only folds whose test block starts after the selection period are evaluated.
+# `n_splits` test blocks cut from the period after the selection period; each trains on every earlier row, purged.
 
 # %%
 t0 = df["ts_ns"].to_numpy()
-folds = [f for f in cv.walk_forward(t0, cv.label_end(t0, horizon), n_splits=n_splits, embargo_ns=int(embargo_s * 1e9))
-         if t0[f.test[0]] >= split_ns]
+folds = cv.walk_forward(t0, cv.label_end(t0, horizon), n_splits=n_splits, embargo_ns=int(embargo_s * 1e9),
+                        test_from_ns=split_ns)
 pd.DataFrame([{"fold": k, "train": len(f.train), "test": len(f.test), "purged": f.purged,
                "test_start": pd.Timestamp(int(t0[f.test[0]]), tz="UTC")} for k, f in enumerate(folds)])
 
@@ -205,8 +205,7 @@ print(f"shuffled-label control AUC {shuffled_auc:.4f} on {len(te):,} rows (chanc
 
 # %% [markdown]
 # ## Integrity: volatility regime macro-F1
-# A 3-class AutoGluon model of the forward 60 s volatility regime (terciles fitted on training rows), and the
-# planted regime path beside the trailing-volatility terciles.
+# A 3-class AutoGluon model of the forward 60 s volatility regime (terciles fitted on training rows).
 
 # %%
 d, th = workflow.with_regime_label(full, 60, full["ts_ns"] + int(60e9) < test_start)
@@ -217,20 +216,20 @@ reg_feats = list(dict.fromkeys(feats + [f for f in ("rv_mid_60s", "rv_mid_300s",
                                                       "trade_arrival_rate_60s", "spread_bps_mean_60s") if f in d.columns]))
 rm = models.fit_autogluon(tr, reg_feats, lab, work / "regime", ag, "multiclass", 60)
 regime_f1 = integrity.macro_f1(te[lab].astype(int), rm.predict(te[reg_feats]).astype(int))
-planted = integrity.planted_regime_at(ctx.truth, te["ts_ns"]) if ctx.truth else None
-trail = None
-if planted is not None:
-    from kernels.labels import apply_regime_thresholds, fit_regime_thresholds
+print(f"forward-volatility regime model: macro-F1 {regime_f1:.3f} on {len(te):,} test rows (chance about 0.33)")
 
-    trail_th = fit_regime_thresholds(tr["rv_mid_300s"].to_numpy(float))
-    trail = apply_regime_thresholds(te["rv_mid_300s"].to_numpy(float), trail_th)
-    ok = np.isfinite(trail)
-    planted_f1 = integrity.macro_f1(planted[ok], trail[ok].astype(int))
-    planted_share = pd.Series(planted).value_counts(normalize=True).sort_index().to_dict()
+# %% [markdown]
+# The planted regimes themselves (truth.json): per symbol, the trailing 300 s volatility per planted regime over
+# the whole session, its ratio to the normal regime beside the planted volatility multipliers' ratio.
+
+# %%
+if ctx.truth:
+    planted_tab = pd.concat([integrity.regime_vol_ratios(g["rv_mid_300s"], integrity.planted_regime_at(ctx.truth, g["ts_ns"]),
+                                                         ctx.truth).assign(symbol=sym) for sym, g in full.groupby("symbol")],
+                            ignore_index=True)
 else:
-    planted_f1, planted_share = None, {}
-print(f"forward-volatility regime macro-F1 {regime_f1:.3f} (chance about 0.33); trailing terciles vs planted regime "
-      f"macro-F1 {planted_f1}; planted regime shares in the test period {planted_share}")
+    planted_tab = pd.DataFrame()
+planted_tab
 
 # %%
 runlog.record(run_dir, "04_modelling", label=label, problem_type=problem, features=len(feats),
@@ -241,5 +240,4 @@ runlog.record(run_dir, "04_modelling", label=label, problem_type=problem, featur
               regime_conditional=(regime_tab.groupby("regime")[["conditional", "pooled"]].mean().to_dict()
                                   if len(regime_tab) else {}),
               integrity_auc=integ.to_dict(orient="records"), shuffled_label_auc=float(shuffled_auc),
-              vol_regime_macro_f1=float(regime_f1), planted_regime_macro_f1=planted_f1,
-              planted_regime_share={str(k): float(v) for k, v in planted_share.items()})
+              vol_regime_macro_f1=float(regime_f1), planted_regime_vol=planted_tab.to_dict(orient="records"))

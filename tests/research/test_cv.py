@@ -87,3 +87,17 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="rows"):
         walk_forward(np.array([1]), np.array([1]), n_splits=3)
     assert label_end(np.array([0, 10]), 1.5).tolist() == [1_500_000_000, 1_500_000_010]
+
+
+def test_walk_forward_with_an_evaluation_period():
+    rng = np.random.default_rng(9)
+    t0, t1 = random_events(rng, 400, 50)
+    start = int(t0[160])
+    folds = walk_forward(t0, t1, n_splits=3, test_from_ns=start)
+    assert len(folds) == 3
+    tested = np.concatenate([f.test for f in folds])
+    np.testing.assert_array_equal(tested, np.arange(np.searchsorted(t0, start), len(t0)))
+    for f in folds:
+        np.testing.assert_array_equal(f.train, brute_train(t0, t1, np.arange(f.test[0]), f.test, 0))
+    with pytest.raises(ValueError, match="no rows to train"):
+        walk_forward(t0, t1, n_splits=2, test_from_ns=int(t0[0]))

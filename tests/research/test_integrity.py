@@ -60,3 +60,16 @@ def test_shuffled_labels_is_a_seeded_permutation():
     y = np.arange(100)
     a, b = integrity.shuffled_labels(y, 3), integrity.shuffled_labels(y, 3)
     assert (a == b).all() and sorted(a) == list(y) and (a != y).any()
+
+
+def test_regime_vol_ratios_recover_planted_multipliers():
+    truth = {"regimes": {"names": ["calm", "normal", "stressed"], "vol_multiplier": [0.6, 1.0, 2.2]}}
+    rng = np.random.default_rng(8)
+    planted = rng.integers(0, 2, 5000)  # stressed absent, as in a short session
+    vol = np.array([0.6, 1.0, 2.2])[planted] * np.exp(0.1 * rng.standard_normal(5000))
+    vol[::50] = np.nan
+    t = integrity.regime_vol_ratios(vol, planted, truth).set_index("regime")
+    assert list(t.index) == ["calm", "normal"]
+    assert t.loc["calm", "ratio_to_normal"] == pytest.approx(0.6, rel=0.02)
+    assert t.loc["calm", "planted_ratio"] == pytest.approx(0.6) and t.loc["normal", "ratio_to_normal"] == 1.0
+    assert t["rows"].sum() == np.isfinite(vol).sum()

@@ -83,3 +83,27 @@ def test_autocorrelation_matches_brute_force():
         ref = np.sum((x[lag:] - m) * (x[:-lag] - m)) / np.sum((x - m) ** 2)
         assert acf[lag] == pytest.approx(ref)
     assert acf[0] == 1.0
+
+
+def slow_ic_series(x, y, blocks, method, min_rows):
+    out = []
+    for b in range(int(blocks.max()) + 1):
+        m = (blocks == b) & np.isfinite(x) & np.isfinite(y)
+        out.append(ic(x[m], y[m], method) if m.sum() >= min_rows else np.nan)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("method", ["spearman", "pearson"])
+def test_vectorized_ic_series_equals_the_block_loop_on_adversarial_blocks(method):
+    rng = np.random.default_rng(12)
+    n = 2000
+    blocks = np.sort(rng.integers(0, 40, n))
+    x = rng.integers(0, 4, n).astype(float)  # ties
+    y = x + rng.standard_normal(n)
+    x[rng.random(n) < 0.2] = np.nan
+    y[blocks == 3] = 1.0  # constant block: no IC
+    x[blocks == 5] = np.nan  # empty block
+    blocks[blocks == 7] = 8  # a missing block id
+    got = ic_series(x, y, blocks, method, min_rows=10)
+    np.testing.assert_allclose(got, slow_ic_series(x, y, blocks, method, 10), rtol=1e-10, atol=1e-12)
+    assert np.isnan(got[[3, 5, 7]]).all()
