@@ -6,8 +6,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
-
 # LightGBM and CatBoost with bounded rounds: on 2 shared cores medium_quality's own set (three LightGBM variants,
 # CatBoost, XGBoost) spent its whole 30 s budget per fit, and the chain fits 13 models
 DEMO_PARAMS = {"horizons": [1, 5, 30, 60, 300], "horizon": 5, "target": "direction", "presets": "medium_quality",
@@ -38,21 +36,26 @@ def demo_step(settings, *, hours: float = 2.0, seed: int = 7, runs_root=None, pa
     return lines
 
 
+def _num(v, digits: int = 3) -> str:
+    """A metric for a summary line; metrics.json stores NaN (e.g. AUC of a one-class test set) as null."""
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
 def headline_lines(m: dict) -> list[str]:
     """The integrity figures of one run's metrics.json, as printable lines."""
     lines = []
     mod = m.get("04_modelling", {})
     if mod:
-        lines.append(f"{mod['label']}: out-of-sample {mod['metric']} {mod['oos_autogluon']:.3f} (AutoGluon, "
-                     f"{mod['folds']} purged walk-forward folds) vs {mod['oos_baseline']:.3f} (logistic baseline)")
+        lines.append(f"{mod['label']}: out-of-sample {mod['metric']} {_num(mod['oos_autogluon'])} (AutoGluon, "
+                     f"{mod['folds']} purged walk-forward folds) vs {_num(mod['oos_baseline'])} (linear baseline)")
         by_h: dict = {}
         for r in mod.get("integrity_auc", []):
             by_h.setdefault(r["horizon_s"], []).append(r)
         for h, rows in sorted(by_h.items()):
             lines.append(f"direction AUC at {h:g} s, achieved (oracle): " + ", ".join(
-                f"{r['symbol']} {r['achieved_auc']:.3f} ({r['oracle_auc']:.3f})" for r in rows))
-        lines.append(f"shuffled-label control AUC {mod['shuffled_label_auc']:.3f} (should be about 0.5)")
-        lines.append(f"volatility regime: forward-regime model macro-F1 {mod['vol_regime_macro_f1']:.3f} (chance 0.33)")
+                f"{r['symbol']} {_num(r['achieved_auc'])} ({_num(r['oracle_auc'])})" for r in rows))
+        lines.append(f"shuffled-label control AUC {_num(mod['shuffled_label_auc'])} (should be about 0.5)")
+        lines.append(f"volatility regime: forward-regime model macro-F1 {_num(mod['vol_regime_macro_f1'])} (chance 0.33)")
         by_regime: dict = {}
         for r in mod.get("planted_regime_vol", []):
             by_regime.setdefault(r["regime"], []).append(r)
@@ -60,7 +63,7 @@ def headline_lines(m: dict) -> list[str]:
             if rows[0]["planted_ratio"] != 1.0:
                 lines.append(f"planted regime {name} (planted volatility {rows[0]['planted_ratio']:.2f}x normal): "
                              f"recovered trailing 300 s volatility ratio " +
-                             ", ".join(f"{r['symbol']} {r['ratio_to_normal']:.2f}x" for r in rows))
+                             ", ".join(f"{r['symbol']} {_num(r['ratio_to_normal'], 2)}x" for r in rows))
     for r in m.get("02_targets", {}).get("lead_lag", []):
         lines.append(f"lead-lag: {r['symbol']} follows {r['leader']} by {r['recovered_lag_s']:g} s "
                      f"(planted {r['planted_lag_s']:g} s; kernel estimate {r['kernel_leadlag_s']:g} s)")
@@ -72,7 +75,7 @@ def headline_lines(m: dict) -> list[str]:
     sh = m.get("06_interpretability", {})
     if sh:
         lines.append(f"SHAP ({sh.get('model')}): top features {', '.join(sh.get('top_features', [])[:5])}; "
-                     f"pruned to {len(sh.get('pruned_features', []))} features: {sh.get('score_pruned', np.nan):.3f} "
-                     f"vs {sh.get('score_all', np.nan):.3f} with all")
+                     f"pruned to {len(sh.get('pruned_features', []))} features: {_num(sh.get('score_pruned'))} "
+                     f"vs {_num(sh.get('score_all'))} with all")
     return lines
 

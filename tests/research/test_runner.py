@@ -16,7 +16,7 @@ from tests.research.conftest import TINY_HOURS
 
 TINY = {"horizons": [1, 5, 30], "horizon": 5, "target": "direction", "n_splits": 4, "selection_frac": 0.4,
         "hyperparameters": {"GBM": {"num_boost_round": 30}}, "time_limit": None, "num_cpus": 1, "seed": 7,
-        "shap_rows": 300}
+        "shap_rows": 300, "integrity_horizons": [5, 30]}
 
 
 def backtest_available() -> bool:
@@ -59,9 +59,9 @@ def test_chain_runs_every_notebook_and_reports(chain, tiny_root):
     assert lead["ETH-USD"]["recovered_lag_s"] == 1.0 and lead["SOL-USD"]["recovered_lag_s"] == 2.5
     mod = metrics["04_modelling"]
     assert 0.4 < mod["shuffled_label_auc"] < 0.6
-    assert {r["horizon_s"] for r in mod["integrity_auc"]} == {1, 5, 30}
+    assert {r["horizon_s"] for r in mod["integrity_auc"]} == {5, 30}
     for r in mod["integrity_auc"]:
-        assert 0.5 < r["oracle_auc"] < 1 and 0 <= r["achieved_auc"] <= 1
+        assert 0.5 < r["oracle_auc"] < 1 and (r["achieved_auc"] is None or 0 <= r["achieved_auc"] <= 1)
     assert 0 <= mod["vol_regime_macro_f1"] <= 1
     assert metrics["06_interpretability"]["shap_additivity_max_err"] < 1e-6
     # artifacts for notebooks 05/06 and `l2lab live`
