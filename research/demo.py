@@ -67,11 +67,14 @@ def headline_lines(m: dict) -> list[str]:
     for r in m.get("02_targets", {}).get("lead_lag", []):
         lines.append(f"lead-lag: {r['symbol']} follows {r['leader']} by {r['recovered_lag_s']:g} s "
                      f"(planted {r['planted_lag_s']:g} s; kernel estimate {r['kernel_leadlag_s']:g} s)")
-    bt = m.get("05_backtest", {}).get("backtest")
-    if bt:
-        shown = {k: v for k, v in bt.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        lines.append("backtest: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                              for k, v in list(shown.items())[:8]))
+    bt = m.get("05_backtest", {})
+    if bt.get("backtest"):
+        b = bt["backtest"]
+        shown = [f"{k} {b[k]:.4g}" for k in ("net_pnl", "gross_pnl", "fees", "sharpe", "hit_rate", "max_drawdown")
+                 if isinstance(b.get(k), (int, float))]
+        dsr = (bt.get("deflated_sharpe") or {}).get("dsr")
+        lines.append(f"backtest of the out-of-sample predictions: {bt.get('trades')} trades, " + ", ".join(shown)
+                     + (f", deflated Sharpe probability {dsr:.3f}" if isinstance(dsr, (int, float)) else ""))
     sh = m.get("06_interpretability", {})
     if sh:
         lines.append(f"SHAP ({sh.get('model')}): top features {', '.join(sh.get('top_features', [])[:5])}; "

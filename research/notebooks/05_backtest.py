@@ -92,4 +92,4 @@ result.metrics
 # %%
 runlog.record(run_dir, "05_backtest", predictions=len(preds), decile_spread_bps=spread_10_1,
               backtest={k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str, bool)) or v is None},
-              trades=int(len(result.trades)))
+              deflated_sharpe=result.metrics.get("deflated_sharpe"), trades=int(len(result.trades)))

@@ -53,3 +53,10 @@ def test_truth_equals_generate_l2_for_the_same_seed_and_duration(tiny_root, tmp_
 
     n_trades = int((events["kind"] == KIND_TRADE).sum())
     assert n_trades == rec["rows"]["trades"]
+
+
+def test_cli_reuses_the_session(tiny_root, capsys):
+    from l2lab.cli import main
+
+    assert main(["--data-root", str(tiny_root), "research-session", "--hours", str(TINY_HOURS)]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == load_session(tiny_root)
