@@ -289,7 +289,8 @@ def write_run_index(run_dir: Path) -> Path:
     parts.append("</table><h2>Metrics</h2><table border=1>")
     parts += [f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in _metric_rows(read_metrics(run_dir))]
     parts.append("</table><h2>Parameters</h2><pre>" + e(json.dumps(params, indent=1)) + "</pre><h2>Plots</h2>")
-    parts += [f"<p>{e(p.stem)}<br><img src='plots/{e(p.name)}'></p>" for p in sorted((run_dir / "plots").glob("*.png"))]
+    pngs = sorted((run_dir / "plots").glob("*.png")) + sorted((run_dir / "backtest").glob("*.png"))
+    parts += [f"<p>{e(p.stem)}<br><img src='{e(p.parent.name)}/{e(p.name)}'></p>" for p in pngs]
     parts.append("</body></html>")
     out = run_dir / "index.html"
     atomic.write_bytes(out, "\n".join(parts).encode())
