@@ -84,7 +84,7 @@ def run(hours: float | None = None, grid: bool | None = None) -> dict:
             t = time.perf_counter()
             out = run_grid(cells, CHAIN, runs_root=tmp / "grid", data_root=settings.data_root, jobs=2, prefix="grid")
             res["grid4_s"] = round(time.perf_counter() - t, 1)
-            res["grid4_status"] = [r["status"] for r in out]
+            res["grid4_failed_notebooks"] = sorted({k for r in out for k, v in r["notebooks"].items() if v != "ok"})
     fixed = sum(v["kernel_start_s"] + v["imports_s"] for v in res["overheads"].values())
     print(f"   research session ({hours:g} h): {res['session_s']:.1f} s; chain 01-06: {res['chain_s']:.1f} s "
           f"(per notebook {res['chain_per_notebook_s']})")
@@ -93,5 +93,6 @@ def run(hours: float | None = None, grid: bool | None = None) -> dict:
     print(f"   session + chain: {res['session_s'] + res['chain_s']:.0f} s (goal: all of make demo <= 600 s)")
     if grid:
         print(f"   4-cell grid, 2 processes: {res['grid4_s']:.1f} s = {4 * res['chain_s'] / res['grid4_s']:.2f}x "
-              f"4 sequential chains ({4 * res['chain_s']:.0f} s); statuses {res['grid4_status']}")
+              f"4 sequential chains ({4 * res['chain_s']:.0f} s); notebooks that failed in some cell: "
+              f"{res['grid4_failed_notebooks'] or 'none'}")
     return res
