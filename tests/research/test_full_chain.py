@@ -20,6 +20,8 @@ def test_demo_chain_recovers_the_planted_truth(tmp_path):
     assert mod["folds"] == 4 and mod["oos_autogluon"] > 0.6  # the planted order-flow signal is found
     assert abs(mod["shuffled_label_auc"] - 0.5) < 0.05  # overlapping labels: far fewer independent rows than ~3k
     for r in mod["integrity_auc"]:  # nothing beats the Bayes-optimal oracle (beyond its Monte Carlo noise)
+        if r["independent_windows"] < 10:
+            continue  # e.g. 300 s horizons in an 18-minute test period: a handful of independent outcomes
         assert r["achieved_auc"] < r["oracle_auc"] + 3 * r["oracle_se"] + 0.02, r
     five = [r for r in mod["integrity_auc"] if r["horizon_s"] == 5]
     assert all(r["achieved_auc"] > 0.6 for r in five)

@@ -16,7 +16,7 @@ from tests.research.conftest import TINY_HOURS
 
 TINY = {"horizons": [1, 5, 30], "horizon": 5, "target": "direction", "n_splits": 4, "selection_frac": 0.4,
         "hyperparameters": {"GBM": {"num_boost_round": 30}}, "time_limit": None, "num_cpus": 1, "seed": 7,
-        "shap_rows": 300, "integrity_horizons": [5, 30]}
+        "shap_rows": 300, "integrity_horizons": [5, 30], "shuffle_repeats": 2}
 
 
 def backtest_available() -> bool:
