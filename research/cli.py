@@ -70,6 +70,9 @@ def run(args) -> int:
     except RunError as exc:
         raise CLIError(str(exc)) from None
     root = Path(results[0]["run_dir"]).parent if results else None
+    for r in results:
+        if r.get("index_error"):
+            print(f"warning: {r['run_id']} is complete but not in the warehouse's runs table: {r['index_error']}")
     failed = [r["run_id"] for r in results if r["status"] != "ok"]
     print(f"{len(results)} run(s), {len(failed)} failed{': ' + ', '.join(failed) if failed else ''}; index {root / 'index.html'}")
     return 1 if failed else 0

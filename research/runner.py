@@ -227,7 +227,10 @@ def run_grid(param_sets: list[dict], notebooks: list[str] | None = None, *, runs
             summary = {"run_id": Path(run_dir).name, "run_dir": run_dir, "status": status["status"],
                        "notebooks": {k: v["status"] for k, v in status["notebooks"].items()}}
             if index:
-                index_run(settings, Path(run_dir))
+                try:
+                    index_run(settings, Path(run_dir))
+                except Exception as exc:  # e.g. another process holds the warehouse open for writing
+                    summary["index_error"] = f"{type(exc).__name__}: {exc}"
             results.append(summary)
             if progress:
                 progress(summary)
