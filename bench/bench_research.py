@@ -4,8 +4,8 @@ Measured in the same run, on a fresh data root:
 * the research session (simulate ``hours`` to bronze + build silver/gold), the part of ``make demo`` that
   precedes the notebooks;
 * the 01-06 chain through ``l2lab run`` with the demo's parameters (``research.demo.DEMO_PARAMS``);
-* a 4-cell grid (horizon 5/30 s x target direction/return) through the whole chain with 2 parallel processes,
-  against 4x the single chain (the sequential baseline);
+* a 4-cell grid (horizon 5/30 s x target direction/return) through the whole chain with 2 parallel processes
+  (AutoGluon on one core each), against 4x the single chain (the sequential baseline);
 * per notebook: a kernel start with one trivial cell (papermill) and the same kernel importing that notebook's
   imports (the fixed cost every notebook pays before its own work).
 
@@ -80,7 +80,9 @@ def run(hours: float | None = None, grid: bool | None = None) -> dict:
         m = read_metrics(one["run_dir"]).get("04_modelling", {})
         res["chain_oos_auc"] = m.get("oos_autogluon")
         if grid:
-            cells = [{**DEMO_PARAMS, "horizon": h, "target": tg} for h in (5, 30) for tg in ("direction", "return")]
+            # two processes on two cores: one core per AutoGluon fit (num_cpus 2 in both would oversubscribe)
+            cells = [{**DEMO_PARAMS, "horizon": h, "target": tg, "num_cpus": 1}
+                     for h in (5, 30) for tg in ("direction", "return")]
             t = time.perf_counter()
             out = run_grid(cells, CHAIN, runs_root=tmp / "grid", data_root=settings.data_root, jobs=2, prefix="grid")
             res["grid4_s"] = round(time.perf_counter() - t, 1)
