@@ -10,7 +10,7 @@ Two builders, one shape:
 * ``feast``: ``l2lab.featurestore.trainset.build_trainset`` (the feature store's point-in-time join). This is
   the path the notebooks and the runner use whenever the feature store is installed.
 * ``silver``: :func:`silver_trainset`, an exact equi-join of silver feature rows and label rows on
-  ``(symbol, ts_ns)``. Features and labels of a grid share the grid times, and a feature row stamped g holds
+  ``(symbol, ts_ns)`` (label rows with every requested label missing are left out, as ``build_trainset`` does). Features and labels of a grid share the grid times, and a feature row stamped g holds
   only inputs received at or before g (kernels.pipeline), so on the grid the as-of join and the equi-join
   agree; it is the reference the Feast path is compared against and the fallback when Feast is absent.
 """
@@ -112,6 +112,7 @@ def silver_trainset(data_root, out_dir, *, grid: str = "1s", labels: list[str], 
         df = con.sql(sql).df()
     finally:
         con.close()
+    df = df[df[list(labels)].notna().any(axis=1)].reset_index(drop=True)  # as build_trainset: a row needs a label
     df["ts_ns"] = df["ts_ns"].astype("int64")
     df.insert(2, "event_timestamp", pd.to_datetime(df["ts_ns"], unit="ns", utc=True))
     df = df[list(KEY_COLUMNS) + list(labels) + book + xa]

@@ -27,6 +27,7 @@ def test_silver_trainset_shape_and_values(tiny_root, tmp_path):
     # reference: pandas merge of the silver Parquet files
     base = tiny_root / "silver"
     lab = pd.read_parquet(base / "labels_1s" / "exchange=sim" / "symbol=ETH-USD")
+    lab = lab[lab[LABELS].notna().any(axis=1)]  # rows past the session's end have no label
     feat = pd.read_parquet(base / "book_features_1s" / "exchange=sim" / "symbol=ETH-USD")
     xa = pd.read_parquet(base / "cross_asset_1s" / "exchange=sim" / "symbol=ETH-USD")
     ref = lab[["ts_ns"] + LABELS].merge(feat[["ts_ns"] + FEATURES[:3]], on="ts_ns", how="left").merge(
