@@ -13,6 +13,7 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
 	$(PY) -m pip install --quiet -r requirements.lock
 	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name l2lab --display-name "Python 3 (l2lab)" >/dev/null
 	@touch $@
 
 demo: $(STAMP)

@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "l2lab.demo",
     "research.backtest.cli",
     "l2lab.live.cli",
+    "research.cli",
 ]
 
 

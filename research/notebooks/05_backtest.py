@@ -1,0 +1,95 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (l2lab)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 · Backtest
+# The model's out-of-sample walk-forward predictions (notebook 04, `predictions.parquet`: symbol, ts_ns, score,
+# horizon_s) through the backtester (`research.backtest.run_backtest`): the exact book rebuilt from bronze at
+# order arrival, bronze trades, fees and latency. Before that, what the scores alone say: the forward return by
+# score decile.
+
+# %% tags=["parameters"]
+data_root = None          # default: $L2LAB_DATA, else data/ in the repository
+run_dir = ""              # set by `l2lab run`; empty: nothing is written
+session = "research"      # research session under <data>/sim/<session> (research.sessions.make_research_session)
+symbols = None            # None: every symbol of the session
+start = None              # None: the session's start (ISO UTC or int ns)
+end = None
+grid = "1s"
+horizons = [1, 5, 30, 60, 300]
+horizon = 5               # seconds: the horizon of the target
+target = "direction"      # direction | return | 3class | regime
+feature_service = None    # Feast feature service (None: every book + cross-asset feature of the grid)
+n_splits = 4              # walk-forward folds
+embargo_s = 0.0
+selection_frac = 0.4      # notebook 03 selects on the first 40% of the time; 04 evaluates only after it
+presets = "medium_quality"
+time_limit = 60           # seconds per AutoGluon fit (None: no limit)
+hyperparameters = None    # AutoGluon hyperparameters (None: the presets' models minus RF/XT/KNN)
+num_cpus = 2
+seed = 7
+backtest_config = None    # YAML file for research.backtest (None: its defaults)
+
+# %%
+import matplotlib
+
+matplotlib.use("Agg")
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from research import runlog, workflow
+
+ctx = workflow.prepare(data_root=data_root, run_dir=run_dir, session=session, symbols=symbols, start=start, end=end,
+                       grid=grid, horizons=horizons, feature_service=feature_service)
+pred_path = Path(run_dir) / "predictions.parquet" if run_dir else None
+if pred_path is None or not pred_path.exists():
+    raise FileNotFoundError(f"{pred_path}: no out-of-sample predictions (run notebook 04 of this run first)")
+preds = pd.read_parquet(pred_path)
+print(f"{len(preds):,} out-of-sample predictions, {preds['symbol'].nunique()} symbols, horizon {preds['horizon_s'].iloc[0]:g} s")
+
+# %% [markdown]
+# ## Forward return by score decile (before costs)
+
+# %%
+ret_col = f"fwd_ret_mid_{int(preds['horizon_s'].iloc[0])}s"
+joined = preds.merge(ctx.df[["symbol", "ts_ns", ret_col]], on=["symbol", "ts_ns"], how="left")
+joined["decile"] = joined.groupby("symbol")["score"].transform(lambda s: pd.qcut(s.rank(method="first"), 10, labels=False))
+deciles = joined.groupby("decile")[ret_col].agg(["mean", "count"])
+deciles["mean_bps"] = 1e4 * deciles["mean"]
+fig, ax = plt.subplots(figsize=(6, 3))
+deciles["mean_bps"].plot.bar(ax=ax, title=f"mean forward {ret_col} (bps) by score decile")
+runlog.save_plot(run_dir, fig, "05_deciles")
+spread_10_1 = float(deciles["mean_bps"].iloc[-1] - deciles["mean_bps"].iloc[0])
+deciles
+
+# %% [markdown]
+# ## Backtest
+
+# %%
+from research.backtest import run_backtest
+
+result = run_backtest(preds[["symbol", "ts_ns", "score", "horizon_s"]], ctx.data_root, backtest_config)
+out = Path(run_dir) / "backtest"
+result.save(out)
+for png in sorted(out.glob("*.png")):
+    fig = plt.figure(figsize=(8, 3))
+    plt.imshow(plt.imread(png))
+    plt.axis("off")
+result.metrics
+
+# %%
+runlog.record(run_dir, "05_backtest", predictions=len(preds), decile_spread_bps=spread_10_1,
+              backtest={k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str, bool)) or v is None},
+              deflated_sharpe=result.metrics.get("deflated_sharpe"), trades=int(len(result.trades)))
