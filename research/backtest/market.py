@@ -16,7 +16,8 @@ import numpy as np
 from collectors.bronze import HOUR_NS
 from kernels.book import BookRebuilder
 from kernels.frame import DEFAULT_MAX_STALE_NS
-from kernels.pipeline import _dedupe_trades, _exps, _hour_dirs, _hour_start, _read_struct
+from kernels.pipeline import _exps, _hour_dirs, _hour_start, _read_struct
+from kernels.stream import dedupe_trades
 from l2lab.schema import FLAG_FRAME_END, L2_EVENT_DTYPE, TRADE_DTYPE
 
 _REBUILDERS: dict[int, BookRebuilder] = {}
@@ -139,7 +140,7 @@ class SymbolTape:
         while self._next_hour < len(self.hours) and self.loaded_until_ns <= t_ns:
             date, hour, folder = self.hours[self._next_hour]
             ev = read_partition(folder, L2_EVENT_DTYPE)
-            tr = _dedupe_trades(read_partition(self.tr_base / f"date={date}" / f"hour={hour}", TRADE_DTYPE),
+            tr = dedupe_trades(read_partition(self.tr_base / f"date={date}" / f"hour={hour}", TRADE_DTYPE),
                                 self._recent_ids)
             self._next_hour += 1
             self._parts.append((len(ev), len(tr)))
