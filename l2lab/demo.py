@@ -33,6 +33,11 @@ def register(sub) -> None:
     p.add_argument("--symbols", default=DEFAULT_SYMBOLS, help=f"products to collect (default {DEFAULT_SYMBOLS})")
     p.add_argument("--name", default="demo", help="data set name for the truth files (default demo)")
     p.add_argument("--perp-days", type=float, default=2.0, help="days of perp history to backfill (default 2)")
+    p.add_argument("--research-hours", type=float, default=2.0,
+                   help="simulated hours of the research session the notebooks run on (default 2)")
+    p.add_argument("--no-research", action="store_true",
+                   help="stop after the feature store (no research session, notebooks or live scoring)")
+    p.add_argument("--live-seconds", type=float, default=20.0, help="wall seconds of live scoring (default 20)")
     p.set_defaults(func=run)
 
 
@@ -112,26 +117,26 @@ def run(args) -> int:
     symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
     t_start = time.perf_counter()
     print(f"l2lab demo: data root {settings.data_root}")
-    print(f"[1/6] loopback exchange: simulator seed {args.seed}, {args.speed:g}x real time")
+    print(f"[1/10] loopback exchange: simulator seed {args.seed}, {args.speed:g}x real time")
     proc, urls = start_exchange(args.seed, args.speed, ",".join(symbols), settings.data_root)
     try:
         print(f"      WebSocket {urls['ws_url']}   REST {urls['rest_url']}")
         cfg = load_config(symbols=symbols, overrides={"seed": args.seed})
         products = MarketSimulator(cfg, record_latent=False).products
-        print(f"[2/6] collecting {', '.join(symbols)} for {args.duration:g} s through ccxt.pro "
+        print(f"[2/10] collecting {', '.join(symbols)} for {args.duration:g} s through ccxt.pro "
               f"({args.duration * args.speed:g} simulated seconds)")
         col = CollectorConfig(symbols=symbols, data_root=settings.data_root, ws_url=urls["ws_url"],
                               markets=coinbase_markets(products), duration_s=args.duration,
                               bronze_flush_s=5.0, progress=True)
         col.time_ns = venue_time_source(urls["clock_url"])
         report = asyncio.run(CoinbaseCollector(col).run())
-        print(f"[3/6] backfilling {args.perp_days:g} days of 1-min OHLCV and funding for every listed perp "
+        print(f"[3/10] backfilling {args.perp_days:g} days of 1-min OHLCV and funding for every listed perp "
               f"(ccxt binanceusdm over REST)")
         perps = backfill_perps(urls["rest_url"], settings.data_root, args.perp_days)
     finally:
         stop_exchange(proc)
     served_s = args.duration * args.speed
-    print(f"[4/6] planted truth of the served session -> {settings.sim_dir / args.name}")
+    print(f"[4/10] planted truth of the served session -> {settings.sim_dir / args.name}")
     generate_l2(settings.sim_dir / args.name, cfg, served_s)
     generate_perps(settings.sim_dir / args.name, cfg)
     truth = json.loads((settings.sim_dir / args.name / "l2" / "truth.json").read_text())
@@ -140,10 +145,10 @@ def run(args) -> int:
     from kernels.pipeline import build_all
 
     n_features = len(catalog.features())
-    print(f"[5/6] features: {n_features} catalog features -> silver (100 ms, 1 s), labels, cross-asset, gold")
+    print(f"[5/10] features: {n_features} catalog features -> silver (100 ms, 1 s), labels, cross-asset, gold")
     fb = build_all(settings.data_root)
 
-    print("[6/6] summary (DuckDB warehouse)")
+    print("[6/10] summary (DuckDB warehouse)")
     con = connect(settings)
     rows = con.sql("""
         SELECT symbol, count(*) AS l2_rows, count(*) FILTER (WHERE kind = 3) AS gap_rows,
@@ -177,6 +182,36 @@ def run(args) -> int:
               ", ".join(f"{h} {v:.3f}" for h, v in ordered))
     for sym, ll in truth["lead_lag"].items():
         print(f"      planted: {sym} follows {ll['leader']} by {ll['lag_s']:g} s with beta {ll['beta']:g}")
+    research_steps(settings, args)
     print(f"done in {time.perf_counter() - t_start:.0f} s. Try: l2lab sql \"SELECT symbol, count(*) FROM "
           f"bronze_trades GROUP BY 1\"")
     return 0
+
+
+def research_steps(settings, args) -> None:
+    """Steps 7-10: the research session, the Feast repository (apply, training set, materialize, lookups), the
+    01-06 notebook chain and a short live-scoring session with the model it trained."""
+    from l2lab.featurestore.demo import demo_step as feast_step
+
+    if args.no_research:
+        print("[8/10] feature store: apply, training set, materialize, online lookups (steps 7, 9, 10 skipped)")
+        for line in feast_step(settings):
+            print("      " + line)
+        return
+    from l2lab.live import demo_step as live_step
+    from research.demo import demo_run
+    from research.sessions import make_research_session
+
+    print(f"[7/10] research session: {args.research_hours:g} simulated hours (perfect-collector bronze, "
+          f"exchange=sim) -> silver/gold")
+    make_research_session(settings.data_root, hours=args.research_hours, seed=args.seed)
+    print("[8/10] feature store: apply, training set, materialize, online lookups")
+    for line in feast_step(settings):
+        print("      " + line)
+    print("[9/10] research notebooks 01-06 under papermill (training sets through Feast)")
+    lines, run_dir = demo_run(settings, hours=args.research_hours, seed=args.seed)
+    for line in lines:
+        print("      " + line)
+    print(f"[10/10] live scoring for {args.live_seconds:g} s with the model of {run_dir.name}")
+    for line in live_step(settings, run_dir, seconds=args.live_seconds, seed=args.seed):
+        print("      " + line)

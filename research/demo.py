@@ -15,9 +15,14 @@ DEMO_PARAMS = {"horizons": [1, 5, 30, 60, 300], "horizon": 5, "target": "directi
                "num_cpus": 2, "seed": 7}
 
 
-def demo_step(settings, *, hours: float = 2.0, seed: int = 7, runs_root=None, params: dict | None = None,
-              timeout: float | None = 900, progress=None) -> list[str]:
+def demo_step(settings, **kwargs) -> list[str]:
     """Make (or reuse) the research session, run notebooks 01-06 once, return summary lines."""
+    return demo_run(settings, **kwargs)[0]
+
+
+def demo_run(settings, *, hours: float = 2.0, seed: int = 7, runs_root=None, params: dict | None = None,
+             timeout: float | None = 900, progress=None) -> tuple[list[str], Path]:
+    """:func:`demo_step`, also returning the run folder (``l2lab demo`` scores live with its model)."""
     from research.runner import CHAIN, run_grid
     from research.runlog import read_metrics
     from research.sessions import make_research_session
@@ -35,7 +40,7 @@ def demo_step(settings, *, hours: float = 2.0, seed: int = 7, runs_root=None, pa
              f"report: {run_dir / 'index.html'}  (all runs: {run_dir.parent / 'index.html'})",
              "notebooks: " + ", ".join(f"{k} {v}" for k, v in res["notebooks"].items())]
     lines += headline_lines(m)
-    return lines
+    return lines, run_dir
 
 
 def _num(v, digits: int = 3) -> str:
