@@ -12,7 +12,7 @@ entity DataFrame is built beforehand):
 * ``l2lab``: Feast ``FeatureStore.get_historical_features`` with ``L2labOfflineStore``, N entity rows;
 * ``raw``: one DuckDB query a DuckDB user would write, ``entity ASOF LEFT JOIN view1 ... ASOF LEFT JOIN viewK``
   over the same Parquet globs, entity registered as Arrow (with ``asof_loop_join_threshold = 0``: without it
-  DuckDB plans a nested-loop join for an Arrow table of unknown size and takes minutes), N entity rows;
+  DuckDB plans a nested-loop join for an Arrow table of unknown size, see ``pit_join.connect``), N entity rows;
 * ``stock``: Feast with its stock ``duckdb`` offline store on ``N_STOCK`` entity rows (it cannot finish 1M);
   l2lab is timed again at that size, so the speed-up is stated both at the same size and per entity row.
 

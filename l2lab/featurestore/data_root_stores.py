@@ -5,10 +5,17 @@ Feast resolves relative registry and SQLite paths against the repo folder only, 
 say "``$L2LAB_DATA``, else ``../data``". These two thin subclasses, named in ``feature_store.yaml``, make a plain
 ``cd feature_repo && feast apply`` write to the same files as ``l2lab feast apply`` and as a test with its own
 temporary data root. Everything else is Feast's own code.
+
+Importing this module (Feast does, while it validates ``feature_store.yaml``, before it builds the registry) also
+drops one warning Feast 0.67 logs on every store open: that ``serve_features_while_materializing`` "typically
+has no effect" on a ``file`` registry. It does have one (``feast.utils`` serves a view in ``MATERIALIZING`` only
+when the registry's flag is set, and the file ``Registry`` sets it from the config), and the yaml sets it on
+purpose. Only that message is filtered; every other warning of ``feast.repo_config`` still shows.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from feast.infra.online_stores.sqlite import SqliteOnlineStore, SqliteOnlineStoreConfig
@@ -17,6 +24,15 @@ from feast.repo_config import RegistryConfig, RepoConfig
 from pydantic import StrictStr
 
 from l2lab.featurestore.paths import FEAST_DIR, under_data_root
+
+FILE_REGISTRY_FLAG_WARNING = "`serve_features_while_materializing` is enabled but `registry_type` is 'file'"
+
+
+def _not_the_file_registry_flag_warning(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith(FILE_REGISTRY_FLAG_WARNING)
+
+
+logging.getLogger("feast.repo_config").addFilter(_not_the_file_registry_flag_warning)
 
 
 class DataRootRegistryStore(FileRegistryStore):

@@ -166,4 +166,4 @@ def _service(d: Definitions, name: str, views: list[str], keep, description: str
         if feats:
             projections.append(d.views[v][feats])
     d.services[name] = FeatureService(name=name, features=projections, description=description,
-                                      tags={"features": str(sum(len(p.features) for p in projections))})
+                                      tags={"features": str(sum(len(p.projection.features) for p in projections))})

@@ -9,9 +9,9 @@ Select it in ``feature_store.yaml``::
 plus ``Config``, in the same module: ``feast.repo_config.get_offline_config_from_type``.)
 
 Why: Feast's stock DuckDB store (feast/infra/offline_stores/ibis.py ``point_in_time_join``) inner-joins every
-entity row with every earlier feature row of its key and ranks them, O(entity rows x feature rows per key): 55-68 s
-for 100k entity rows x 1M feature rows here, against 0.15-0.32 s for a DuckDB ``ASOF LEFT JOIN``. This store
-keeps Feast's API and semantics and does the join in O((E + F) log(E + F)).
+entity row with every earlier feature row of its key and ranks them, O(entity rows x feature rows per key). This
+store keeps Feast's API and semantics and does the join in O((E + F) log(E + F)); bench/bench_feast_offline.py
+times it against the stock store and a raw DuckDB ``ASOF LEFT JOIN`` (README, Benchmarks).
 
 Design: per feature view, read the needed columns of its FileSource once with DuckDB (folder, glob or file; hive
 partition columns such as ``symbol`` come from the path; see ``parquet_source``), match every entity row to one
@@ -43,14 +43,12 @@ columns may also be int64 nanoseconds since the epoch (l2lab's ``ts_ns``), which
 entity given as SQL has DuckDB's types: its TIMESTAMPTZ holds microseconds.
 
 DuckDB details that matter here (duckdb 1.5): ``asof_loop_join_threshold`` must be 0, or an ASOF join whose
-left side is a registered Arrow table is planned as a nested loop (minutes instead of a fraction of a second);
-and an ASOF probe row with a NULL time can still be paired with a row, so such rows are kept out of the join
+left side is a registered Arrow table is planned as a nested loop (see ``pit_join.connect``); and an ASOF probe row with a NULL time can still be paired with a row, so such rows are kept out of the join
 (Feast matches nothing for them). Both are handled in ``pit_join``.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -78,8 +76,6 @@ from pydantic import StrictInt, StrictStr
 from l2lab import atomic
 from l2lab.featurestore import pit_join
 from l2lab.featurestore.parquet_source import ParquetSource, literal, quote
-
-log = logging.getLogger(__name__)
 
 STORE_TYPE = "l2lab.featurestore.offline_store.L2labOfflineStore"
 MAX_IN_LIST = 1000  # distinct entity keys up to which the source read is filtered on them

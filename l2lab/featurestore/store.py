@@ -40,25 +40,28 @@ def open_store(data_root: str | os.PathLike) -> FeatureStore:
     return FeatureStore(repo_path=str(REPO_PATH), config=repo_config(data_root))
 
 
-def apply(data_root: str | os.PathLike, store: FeatureStore | None = None) -> FeatureStore:
-    """Register every generated definition (what ``feast apply`` does with ``feature_repo/repo.py``)."""
+def apply(data_root: str | os.PathLike, store: FeatureStore | None = None,
+          defs: definitions.Definitions | None = None) -> FeatureStore:
+    """Register every generated definition (what ``feast apply`` does with ``feature_repo/repo.py``); ``defs``:
+    ``definitions.build(data_root)`` if the caller has it already."""
     store = store or open_store(data_root)
-    store.apply(definitions.build(data_root).objects())
+    store.apply((defs or definitions.build(data_root)).objects())
     return store
 
 
-def ensure_applied(data_root: str | os.PathLike) -> FeatureStore:
+def ensure_applied(data_root: str | os.PathLike, defs: definitions.Definitions | None = None) -> FeatureStore:
     """The store, applied first if its registry does not exist yet; refuses a registry whose generated sources
-    were applied for another data root (they would read other files)."""
+    were applied for another data root (they would read other files). ``defs`` as in ``apply``."""
     store = open_store(data_root)
+    defs = defs or definitions.build(data_root)
     try:
         sources = store.list_data_sources()
     except FileNotFoundError:
-        return apply(data_root, store)
+        return apply(data_root, store, defs)
     if not sources:
-        return apply(data_root, store)
+        return apply(data_root, store, defs)
     want = str(Path(data_root).resolve())
-    generated = {src.name for src in definitions.build(data_root).sources.values()}
+    generated = {src.name for src in defs.sources.values()}
     for src in sources:
         path = getattr(src, "path", None)
         if src.name in generated and path and not path.startswith(want + os.sep):

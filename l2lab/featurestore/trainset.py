@@ -98,12 +98,15 @@ def resolve_features(store, defs: definitions.Definitions, grid: str, feature_se
             pairs.append((defs.view_of(name, grid), name))
     specs = catalog.by_name()
     seen: dict[str, str] = {}
+    fields: dict[str, dict] = {}  # view -> its registered fields: Feast rebuilds a view from its proto on each get
     for view, name in pairs:
         check_feature(name, specs)
         if name in seen:
             raise ValueError(f"feature {name!r} requested from two views ({seen[name]}, {view})")
         seen[name] = view
-        registered = {f.name: f for f in store.get_feature_view(view, allow_registry_cache=True).features}
+        if view not in fields:
+            fields[view] = {f.name: f for f in store.get_feature_view(view, allow_registry_cache=True).features}
+        registered = fields[view]
         if name not in registered:
             raise KeyError(f"feature view {view!r} has no feature {name!r}")
         if definitions.STAMP_COLUMN not in registered:
@@ -175,8 +178,8 @@ def build_trainset(data_root, out_dir, *, grid: str = "1s", labels: list[str], f
     start_ns, end_ns = to_ns(start), to_ns(end)
     if not features:
         feature_service = feature_service or f"book_{grid}"
-    store = ensure_applied(data_root)
     defs = definitions.build(data_root)
+    store = ensure_applied(data_root, defs)
     pairs = resolve_features(store, defs, grid, feature_service, features)
     rows, dropped = entity_rows(data_root, grid, labels, symbols, start_ns, end_ns, exchange)
     if rows.empty:

@@ -28,6 +28,8 @@ def check_applied(root):
     assert store.get_data_source("structural_1s_source").path.startswith(str(root.resolve()))
     mid = next(f for f in store.get_feature_view("structural_1s").features if f.name == "mid")
     assert mid.tags["forward_reach"] == "0" and mid.tags["family"] == "structural" and mid.description
+    for svc in store.list_feature_services():  # the tag counts the service's own features, not its views'
+        assert svc.tags["features"] == str(sum(len(p.features) for p in svc.feature_view_projections)), svc.name
     return store
 
 
@@ -135,3 +137,26 @@ def test_feast_ui_serves_the_registry_on_localhost(feast_root, feast_store):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_l2lab_cli_start_up_does_not_import_feast():
+    code = "import sys; from l2lab.cli import build_parser; build_parser(); print(sorted(m for m in sys.modules " \
+           "if m.split('.')[0] == 'feast'))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def test_opening_the_store_drops_only_the_file_registry_flag_warning(tmp_path, caplog):
+    """Feast warns on every open that the yaml's serve_features_while_materializing does nothing on a file
+    registry (it does); that one message is dropped, other warnings of the same logger still show."""
+    import logging
+
+    from l2lab.featurestore.store import open_store
+
+    with caplog.at_level(logging.WARNING, logger="feast.repo_config"):
+        assert open_store(tmp_path / "data").config.registry.serve_features_while_materializing
+        logging.getLogger("feast.repo_config").warning("`serve_features_while_materializing` is enabled together "
+                                                       "with `cache_mode='thread'`.")
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any("registry_type" in m for m in messages), messages
+    assert any("cache_mode='thread'" in m for m in messages), messages

@@ -5,13 +5,12 @@ import threading
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
 from l2lab.featurestore import online
 from l2lab.featurestore.store import open_store
 
-from feast_session import START
+from feast_session import START, read_tree
 
 pytestmark = pytest.mark.timeout(300)
 S = 10**9
@@ -19,12 +18,7 @@ VIEWS = ["structural_1s", "dynamic_1s", "cross_asset_1s"]
 
 
 def silver(root, dataset="book_features_1s"):
-    frames = []
-    for f in sorted((root / "silver" / dataset).glob("exchange=*/symbol=*/date=*/hour=*/part-0.parquet")):
-        df = pq.read_table(f).to_pandas()
-        df["symbol"] = f.parts[-4].split("=", 1)[1]
-        frames.append(df)
-    return pd.concat(frames, ignore_index=True).sort_values(["symbol", "ts_ns"]).reset_index(drop=True)
+    return read_tree(root, dataset).sort_values(["symbol", "ts_ns"]).reset_index(drop=True)
 
 
 def latest(df, symbol, t_ns):

@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from feast_session import read_tree
 
 from kernels import catalog
 from l2lab.featurestore import definitions
@@ -16,16 +17,6 @@ from l2lab.featurestore.trainset import LeakageError, build_trainset
 
 pytestmark = pytest.mark.timeout(300)
 LABELS = ["label_dir_mid_5s", "fwd_ret_mid_5s"]
-
-
-def read_tree(root, dataset):
-    """Every partition of a silver dataset, with the symbol from its path (the obviously-right way)."""
-    frames = []
-    for f in sorted((root / "silver" / dataset).glob("exchange=*/symbol=*/date=*/hour=*/part-0.parquet")):
-        df = pq.read_table(f).to_pandas()
-        df["symbol"] = f.parts[-4].split("=", 1)[1]
-        frames.append(df)
-    return pd.concat(frames, ignore_index=True)
 
 
 def brute_force(root, entity: pd.DataFrame, features: list[str], ttl: timedelta) -> pd.DataFrame:
