@@ -46,10 +46,23 @@ What it does (one module each)
     plots       PNGs
 """
 
-from research.backtest.config import BacktestConfig, ConfigError, load_config
-from research.backtest.run import BacktestResult, run_backtest
-from research.backtest.sweep import SweepResult, walk_forward
-from research.backtest.timing import execution_timing
+import importlib
 
-__all__ = ["BacktestConfig", "BacktestResult", "ConfigError", "SweepResult", "execution_timing", "load_config",
-           "run_backtest", "walk_forward"]
+# Imported on first use: the ``l2lab`` command line imports ``research.backtest.cli`` at start, and the engine's
+# scipy/numba imports took about 2 s there.
+_EXPORTS = {
+    "BacktestConfig": "config", "ConfigError": "config", "load_config": "config",
+    "BacktestResult": "run", "run_backtest": "run",
+    "SweepResult": "sweep", "walk_forward": "sweep",
+    "execution_timing": "timing",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value

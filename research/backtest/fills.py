@@ -73,6 +73,7 @@ def passive_fills(side, price, qty, queue, displayed, t_end,
     hit_side = SIDE_ASK if side == SIDE_BID else SIDE_BID  # the taker side that trades against us
     gap = False
     while remaining > 0.0 and (i < ev_ts.shape[0] or j < tr_ts.shape[0]):
+        f = 0.0  # our fill caused by this trade or book row
         take_trade = j < tr_ts.shape[0] and (i >= ev_ts.shape[0] or tr_ts[j] <= ev_ts[i])
         if take_trade:
             t = tr_ts[j]
@@ -90,13 +91,6 @@ def passive_fills(side, price, qty, queue, displayed, t_end,
                 elif through:
                     f = min(v, remaining)
                     q = 0.0
-                else:
-                    f = 0.0
-                if f > 0.0:
-                    out_ts[n] = t
-                    out_qty[n] = f
-                    n += 1
-                    remaining -= f
             j += 1
         else:
             t = ev_ts[i]
@@ -131,10 +125,10 @@ def passive_fills(side, price, qty, queue, displayed, t_end,
                         used = min(q, added)
                         q -= used
                         f = min(added - used, remaining)
-                        if f > 0.0:
-                            out_ts[n] = t
-                            out_qty[n] = f
-                            n += 1
-                            remaining -= f
             i += 1
+        if f > 0.0:
+            out_ts[n] = t
+            out_qty[n] = f
+            n += 1
+            remaining -= f
     return n, remaining, q, gap

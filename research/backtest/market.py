@@ -112,6 +112,7 @@ class SymbolTape:
         self.hours = _hour_dirs(self.l2_base)
         if not self.hours:
             raise FileNotFoundError(f"{self.l2_base}: no bronze l2_events partitions")
+        self.hour_starts = [_hour_start(f"{date}/{hour}") for date, hour, _ in self.hours]
         self.price_exp, self.size_exp = _exps(self.hours[0][2])
         self.pdiv, self.sdiv = 10.0 ** self.price_exp, 10.0 ** self.size_exp
         self.rb = rebuilder(depth)
@@ -132,8 +133,7 @@ class SymbolTape:
         """Every row received before this time is loaded (or does not exist)."""
         if self._next_hour >= len(self.hours):
             return np.iinfo(np.int64).max
-        date, hour, _ = self.hours[self._next_hour]
-        return _hour_start(f"{date}/{hour}")
+        return self.hour_starts[self._next_hour]
 
     def ensure(self, t_ns: int) -> None:
         """Load partitions until every row received at or before ``t_ns`` is in memory."""
@@ -199,17 +199,10 @@ class SymbolTape:
 
     def ev_first_ns(self) -> int:
         """Receive time of the first L2 row (loads the first partition)."""
-        date, hour, _ = self.hours[0]
-        self.ensure(_hour_start(f"{date}/{hour}"))
-        return int(self.ev_ts[0]) if len(self.ev_ts) else _hour_start(f"{date}/{hour}")
+        self.ensure(self.hour_starts[0])
+        return int(self.ev_ts[0]) if len(self.ev_ts) else self.hour_starts[0]
 
     def ev_last_ns(self) -> int:
         """Receive time of the last L2 row (reads only the last partition's receive times)."""
-        date, hour, folder = self.hours[-1]
-        last = _read_struct(folder, np.dtype([("ts_recv_ns", "<i8")]))
-        return int(last["ts_recv_ns"].max()) if len(last) else _hour_start(f"{date}/{hour}") + HOUR_NS - 1
-
-    @property
-    def end_ns(self) -> int:
-        date, hour, _ = self.hours[-1]
-        return _hour_start(f"{date}/{hour}") + HOUR_NS
+        last = _read_struct(self.hours[-1][2], np.dtype([("ts_recv_ns", "<i8")]))
+        return int(last["ts_recv_ns"].max()) if len(last) else self.hour_starts[-1] + HOUR_NS - 1

@@ -5,7 +5,7 @@ PnL series
     ``period_s`` bucket (UTC epoch aligned; a bucket with no bar carries the last equity forward) and differenced:
     x_1..x_T are per-period PnL. Crypto trades around the clock, so a year has P = 365 x 86400 / period_s periods.
 
-    Sharpe  = mean(x) / std(x, ddof=1) x sqrt(P)
+    Sharpe  = mean(x) / std(x, ddof=1) x sqrt(P)       (undefined when std(x) is 0 or only rounding noise)
     Sortino = mean(x) / sqrt(mean(min(x, 0)^2)) x sqrt(P)       (target 0, downside deviation over all periods)
     max drawdown = max_t (max_{s<=t} E_s - E_t) on the bar-level equity E (quote currency)
 
@@ -47,11 +47,18 @@ def period_pnl(t_ns: np.ndarray, equity: np.ndarray, period_s: float) -> np.ndar
     return np.diff(np.r_[0.0, full.to_numpy()])
 
 
+def _sd(x: np.ndarray, ddof: int = 1) -> float:
+    """Standard deviation, 0 when it is only floating-point noise: a constant series whose mean does not round
+    exactly (0.1 repeated) gives ~1e-17, which would turn a flat PnL into a Sharpe of 1e18."""
+    sd = float(x.std(ddof=ddof))
+    return sd if sd > 1e-12 * float(np.abs(x).max()) else 0.0
+
+
 def sharpe(x: np.ndarray, periods_per_year: float) -> float:
     x = np.asarray(x, float)
     if len(x) < 2:
         return float("nan")
-    sd = x.std(ddof=1)
+    sd = _sd(x)
     return float(x.mean() / sd * math.sqrt(periods_per_year)) if sd > 0 else float("nan")
 
 
@@ -91,7 +98,7 @@ def deflated_sharpe(sr: float, t: int, skew: float, kurt: float, n_trials: int,
 def moments(x: np.ndarray) -> tuple[float, float]:
     """Skewness and (non-excess) kurtosis, population estimates (0 and 3 for fewer than 3 points)."""
     x = np.asarray(x, float)
-    if len(x) < 3 or x.std() == 0:
+    if len(x) < 3 or _sd(x, 0) == 0:
         return 0.0, 3.0
     return float(stats.skew(x)), float(stats.kurtosis(x, fisher=False))
 
@@ -99,9 +106,8 @@ def moments(x: np.ndarray) -> tuple[float, float]:
 def trade_t_stat(pnl: np.ndarray) -> float:
     """mean / (sd / sqrt(n)) of per-trade PnL, as if trades were independent (overlapping trades are not)."""
     x = np.asarray(pnl, float)
-    if len(x) < 2 or x.std(ddof=1) == 0:
-        return float("nan")
-    return float(x.mean() / (x.std(ddof=1) / math.sqrt(len(x))))
+    sd = _sd(x) if len(x) >= 2 else 0.0
+    return float(x.mean() / (sd / math.sqrt(len(x)))) if sd > 0 else float("nan")
 
 
 def summarize(t_ns: np.ndarray, equity: np.ndarray, gross_equity: np.ndarray, trades: pd.DataFrame,

@@ -24,7 +24,7 @@ import pandas as pd
 from l2lab import atomic
 from research.backtest import metrics
 from research.backtest.config import load_config
-from research.backtest.run import BacktestResult, check_predictions, clean, run_backtest
+from research.backtest.run import BacktestResult, check_predictions, clean, portfolio_equity, run_backtest
 
 
 @dataclass
@@ -123,8 +123,6 @@ def _chain(results: list[BacktestResult], cfg, n_trials: int, sr_var) -> Backtes
         trades.append(r.trades)
     eq = pd.concat(equity, ignore_index=True)
     tr = pd.concat([t for t in trades if len(t)], ignore_index=True) if any(len(t) for t in trades) else trades[0]
-    from research.backtest.run import portfolio_equity
-
     total = portfolio_equity(eq)
     m = metrics.summarize(total["ts_ns"].to_numpy(np.int64), total["equity"].to_numpy(float),
                           total["gross_equity"].to_numpy(float), tr, cfg.metrics.period_s, n_trials, sr_var)

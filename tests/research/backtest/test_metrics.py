@@ -40,6 +40,10 @@ def test_sharpe_sortino_drawdown_match_pandas(x):
 
 def test_edge_cases():
     assert math.isnan(M.sharpe(np.array([1.0]), PPY))
+    # a constant PnL whose mean does not round exactly has a float-noise sd (~1e-17): no Sharpe, not 1e18
+    flat = np.full(72, 0.1)
+    assert flat.std(ddof=1) > 0
+    assert math.isnan(M.sharpe(flat, PPY)) and math.isnan(M.trade_t_stat(flat)) and M.moments(flat) == (0.0, 3.0)
     assert M.max_drawdown(np.empty(0)) == 0.0
     assert M.period_pnl(np.empty(0, np.int64), np.empty(0), 60).size == 0
 

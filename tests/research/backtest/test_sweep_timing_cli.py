@@ -56,7 +56,13 @@ def test_walk_forward_records_every_trial_and_deflates_with_their_count(sim_sess
     assert (res.oos.trades["entry_decision_ns"] >= first_test).all()
     # the same OOS curve with a single trial is deflated less
     from research.backtest import metrics as M
+    from research.backtest.run import portfolio_equity
     assert dsr["sr0"] > 0 or dsr["dsr"] is None
+    total = portfolio_equity(res.oos.equity)
+    x = M.period_pnl(total["ts_ns"].to_numpy(), total["equity"].to_numpy(), 60.0)
+    sr, moments = M.sharpe(x, 1.0), M.moments(x)  # per-period Sharpe of the chained OOS curve
+    assert dsr["dsr"] == pytest.approx(M.deflated_sharpe(sr, len(x), *moments, 6, dsr["sr_var"])["dsr"])
+    assert M.deflated_sharpe(sr, len(x), *moments, 1)["dsr"] > dsr["dsr"]
     out = res.save(tmp_path / "sweep")
     assert pd.read_parquet(out / "trials.parquet").shape[0] == 6 and (out / "metrics.json").exists()
     assert M.deflated_sharpe(0.1, 100, 0, 3, 1)["sr0"] == 0.0
