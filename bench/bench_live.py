@@ -1,8 +1,7 @@
 """Live scoring: event -> signal latency on the loopback exchange at BTC-USD's real rate and at 10x.
 
-The loopback exchange (own process) serves the simulator's BTC-USD (about 1,260 level changes/s at 1x, DESIGN.md
-measures 1,286/s on the real market) at ``speed`` x real time; ``l2lab live`` (this process) collects it through
-ccxt and scores every 100 ms row with a small LightGBM model (12 features from five families) trained on a
+The loopback exchange (own process) serves the simulator's BTC-USD at ``speed`` x real time; ``l2lab live`` (this
+process) collects it through ccxt and scores every 100 ms row with a small LightGBM model (12 features from five families) trained on a
 simulated session. Figures per run: event -> signal p50/p99 (receipt of the frame that made a grid row final ->
 signal written), the per-stage p50/p99, and the signals per second.
 
@@ -46,15 +45,6 @@ def _model(root: Path) -> Path:
     return run_dir
 
 
-def _feast_available() -> str | None:
-    try:
-        import l2lab.featurestore.online  # noqa: F401
-        import l2lab.featurestore.store  # noqa: F401
-    except ImportError as exc:
-        return f"not available in this checkout ({exc.name})"
-    return None
-
-
 def _session(root: Path, run_dir: Path, speed: float, path: str) -> dict:
     from collectors.cli import venue_time_source
     from l2lab.demo import start_exchange, stop_exchange
@@ -91,18 +81,13 @@ def run() -> dict:
         t = time.perf_counter()
         run_dir = _model(root)
         print(f"   model: LightGBM on {len(FEATURES)} features, 100 ms grid ({time.perf_counter() - t:.1f} s)")
-        no_feast = _feast_available()
-        if no_feast is None:
+        if any(path != "kernel" for path in PATHS):
             from l2lab.featurestore.store import ensure_applied
 
             ensure_applied(root)
         for speed in SPEEDS:
             for path in PATHS:
                 key = f"{path}_{speed:g}x"
-                if path != "kernel" and no_feast:
-                    out[key] = no_feast
-                    print(f"   {key}: {no_feast}")
-                    continue
                 r = _session(root, run_dir, speed, path)
                 out[key] = r
                 st = r["stages"]

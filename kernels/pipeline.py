@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from collectors.bronze import HOUR_NS, part_sort_key, partition_dir
 from kernels import catalog
 from kernels.frame import TOUCH_COLUMNS, MarketFrame, touch_frame
-from kernels.stream import STATE_VERSION, SymbolState, SymbolStream, book_families, compute_families
+from kernels.stream import STATE_VERSION, SymbolState, SymbolStream, book_families
 from l2lab import atomic
 from l2lab.schema import L2_EVENT_DTYPE, TRADE_DTYPE
 
@@ -179,9 +179,6 @@ class FeatureBuilder:
                     self.progress(symbol, key)
         report["wall_s"] = round(time.perf_counter() - started, 3)
         return report
-
-    def _compute(self, frame: MarketFrame, states: dict) -> dict[str, np.ndarray]:
-        return compute_families(self.families, frame, states)
 
     def _write(self, symbol: str, g_ms: int, hour_start: int, frame: MarketFrame, cols: dict) -> None:
         table = pa.table({"ts_ns": frame.t_ns, "event_timestamp": event_timestamp(frame.t_ns),

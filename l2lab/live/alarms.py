@@ -84,7 +84,6 @@ class VarKillSwitch:
     peak: float = 0.0
     killed_for: int = 0
     trips: int = 0
-    last_var: float = float("nan")
 
     def var(self) -> float:
         if len(self.pnl) < self.min_obs:
@@ -98,7 +97,6 @@ class VarKillSwitch:
         if not math.isfinite(pnl):
             return None
         v = self.var()
-        self.last_var = v
         self.cum += pnl
         self.peak = max(self.peak, self.cum)
         self.pnl.append(pnl)

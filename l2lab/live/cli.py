@@ -9,7 +9,6 @@ recording the raw capture and bronze under the data root.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 
@@ -45,6 +44,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    import asyncio
+
     from collectors.cli import _markets_over_rest, venue_time_source
     from l2lab.cli import CLIError
     from l2lab.live.session import LiveConfig, LiveSession
@@ -76,10 +77,6 @@ def run(args) -> int:
         report = asyncio.run(session.run())
     except (ValueError, FileNotFoundError) as exc:
         raise CLIError(str(exc)) from None
-    except ImportError as exc:
-        if cfg.feast and (exc.name or "").startswith("l2lab.featurestore"):
-            raise CLIError(f"the Feast repository is not available ({exc.name}); run with --no-feast") from None
-        raise
     for line in report.lines():
         print(line, file=sys.stderr)
     for line in session.lat.lines():

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from collectors.bronze import HOUR_NS
-from kernels import catalog
 from kernels.frame import TOUCH_COLUMNS, touch_frame
 from kernels.stream import GridRows, SymbolStream, book_families
 
@@ -59,10 +58,6 @@ class _Pair:
     leader: deque = field(default_factory=deque)  # leader LiveRow not yet matched
 
 
-def xa_feature_names() -> list[str]:
-    return [s.name for s in catalog.features() if s.table == "cross_asset"]
-
-
 class LiveEngine:
     """``scales``: product -> (price_exp, size_exp) (``collectors.coinbase.ProductScale``). ``grids_ms``: the clock
     grids to compute. ``leader``: compute cross-asset features of every other symbol against it (None: none)."""
@@ -86,7 +81,6 @@ class LiveEngine:
                 if p != self.leader:
                     for g in self.grids_ms:
                         self._pairs[(p, g)] = _Pair(XA.new_state())
-        self.rows_out = 0
         self.restarts = 0
 
     # -- input ----------------------------------------------------------------------------------------------
@@ -152,7 +146,6 @@ class LiveEngine:
         mat = np.column_stack([cols[k] for k in names]) if names else np.empty((f.n, 0))
         new = [LiveRow(symbol, g_ms, int(f.t_ns[i]), int(f.avail_ns[i]), bool(f.valid[i]),
                        dict(zip(names, mat[i].tolist())), None, trigger, t_perf) for i in range(f.n)]
-        self.rows_out += len(new)
         if self.leader is None:
             return new
         if symbol == self.leader:

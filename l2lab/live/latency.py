@@ -25,9 +25,6 @@ class LatencyRecorder:
     def add(self, stage: str, ns: int) -> None:
         self._ns[stage].append(int(ns))
 
-    def count(self, stage: str) -> int:
-        return len(self._ns.get(stage, ()))
-
     def values_ms(self, stage: str) -> np.ndarray:
         return np.asarray(self._ns.get(stage, ()), dtype=np.float64) / 1e6
 

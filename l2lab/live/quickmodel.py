@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from research.model_artifact import ModelMeta, predictor_dir, save_meta
+from research.models import horizon_of, problem_type_of
 
 
 def read_silver(data_root, dataset: str, exchange: str = "coinbase") -> pa.Table:
@@ -41,14 +42,6 @@ def training_frame(data_root, features: list[str], label: str, grid: str = "1s",
     return df[["symbol", "ts_ns", *features, label]].reset_index(drop=True)
 
 
-def problem_type(label: str) -> str:
-    if label.startswith("label_dir_"):
-        return "binary"
-    if label.startswith("label_"):
-        return "multiclass"
-    return "regression"
-
-
 def train_small_model(data_root, run_dir, features: list[str], label: str = "label_dir_mid_5s", *,
                       grid: str = "1s", rounds: int = 40, exchange: str = "coinbase") -> ModelMeta:
     """Fit LightGBM through AutoGluon on the silver rows of ``data_root`` and save ``run_dir/model/``."""
@@ -57,15 +50,14 @@ def train_small_model(data_root, run_dir, features: list[str], label: str = "lab
     df = training_frame(data_root, features, label, grid, exchange)
     if len(df) < 50:
         raise ValueError(f"only {len(df)} labelled valid rows in {data_root}: too few to fit a model")
-    ptype = problem_type(label)
+    ptype = problem_type_of(label)
     train = df[[*features, label]].astype({f: np.float64 for f in features})
     predictor = TabularPredictor(label=label, problem_type=ptype, path=str(predictor_dir(run_dir)), verbosity=0)
     predictor.fit(train, hyperparameters={"GBM": {"num_boost_round": rounds}}, fit_weighted_ensemble=False,
                   num_bag_folds=0, num_stack_levels=0, time_limit=120)
-    horizon = label.rsplit("_", 1)[1]
     positive = predictor.positive_class if ptype == "binary" else None
     positive = positive.item() if hasattr(positive, "item") else positive  # numpy scalar -> JSON
-    meta = ModelMeta(target=label, problem_type=ptype, grid=grid, horizon_s=float(horizon.rstrip("s")),
+    meta = ModelMeta(target=label, problem_type=ptype, grid=grid, horizon_s=horizon_of(label),
                      features=list(features), positive_class=positive,
                      trainset={"rows": len(df), "symbols": sorted(df["symbol"].unique().tolist()),
                                "start_ns": int(df["ts_ns"].min()), "end_ns": int(df["ts_ns"].max()),

@@ -43,10 +43,6 @@ class ModelScorer:
         return self.current[0]
 
     @property
-    def predictor(self):
-        return self.current[1]
-
-    @property
     def version(self) -> int:
         return self.current[2]
 

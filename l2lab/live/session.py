@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import json
 import logging
 import math
 import queue
@@ -32,6 +31,7 @@ import numpy as np
 
 from collectors.bronze import HOUR_NS
 from kernels import catalog
+from l2lab import atomic
 from l2lab.live.alarms import Cusum, SymbolRisk, VarKillSwitch, position
 from l2lab.live.engine import LiveEngine, LiveRow
 from l2lab.live.latency import LatencyRecorder
@@ -397,14 +397,13 @@ class LiveSession:
             self._write_features()
         self.jlog.write("stop", **{k: v for k, v in rep.__dict__.items() if k not in ("alarms", "kills")})
         self.jlog.close()
-        atomic_json(self.out / "report.json", rep.__dict__)
+        atomic.write_json(self.out / "report.json", rep.__dict__)
 
     def _write_features(self) -> None:
         """Every live feature row, laid out like silver (ts_ns, ts_avail_ns, valid, features sorted)."""
         import pyarrow as pa
 
         from kernels.pipeline import grid_name
-        from l2lab import atomic
 
         for g, rows in self.recorded.items():
             rows = sorted(rows, key=lambda r: (r.symbol, r.t_ns))
@@ -445,11 +444,6 @@ def rounds(rows: list[LiveRow]) -> list[list[LiveRow]]:
         out[k].append(r)
     return out
 
-
-def atomic_json(path: Path, obj) -> None:
-    from l2lab import atomic
-
-    atomic.write_bytes(path, json.dumps(obj, indent=2, default=str).encode())
 
 
 __all__ = ["LiveConfig", "LiveReport", "LiveSession", "rounds", "warmup_rows"]

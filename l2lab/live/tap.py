@@ -41,7 +41,6 @@ class StreamTap:
         self._queue: deque[Received] = deque()
         self._wake: asyncio.Event | None = None
         self.frames = 0
-        self.items = 0
         self.last_ts_ns: int | None = None  # receive time of the last frame of any kind (heartbeats too)
 
     # -- producer side (collector / normalizer) --------------------------------------------------------------
@@ -59,7 +58,6 @@ class StreamTap:
                         {p: np.array(r, dtype=TRADE_DTYPE) for p, r in self._trades.items()})
         self._l2, self._trades = {}, {}
         self._queue.append(item)
-        self.items += 1
         if self._wake is not None:
             self._wake.set()
 

@@ -9,6 +9,7 @@ from collectors.bronze import read_dataset
 from kernels.book import BookRebuilder
 from kernels.frame import build_frame
 from kernels.pipeline import FeatureBuilder
+from kernels.stream import book_families, compute_families
 from l2lab.schema import L2_EVENT_DTYPE, TRADE_DTYPE
 from simulator.l2 import MarketSimulator
 from simulator.normalized import write_bronze
@@ -60,7 +61,7 @@ def test_partitions_carry_state_exactly(bronze_root, tmp_path):
     top = grids[1_000_000_000]
     frame = build_frame("BTC-USD", top, tr[tr["ts_recv_ns"] <= top.ts_ns[-1]], 2, 8, 1_000_000_000)
     # every book family of the catalog, fresh state, one pass (trades cross the hour boundary in the silver run)
-    want = FeatureBuilder(bronze_root)._compute(frame, {})
+    want = compute_families(book_families(), frame, {})
     assert len(want) >= 200
     n = frame.n
     assert got.num_rows >= n > 200

@@ -1,11 +1,9 @@
-"""The live rows through Feast (the repository of issue 5, ``l2lab.featurestore``): pushed through the views'
+"""The live rows through Feast (``l2lab.featurestore``): pushed through the views'
 push sources, read back by online lookups, the model's vector equals the engine's row bit for bit (SDK; the HTTP
 feature server in the slow variant)."""
 
 import numpy as np
 import pytest
-
-pytest.importorskip("l2lab.featurestore.online", reason="the Feast repository (issue 5) is not in this checkout")
 
 from collectors.coinbase import ProductScale
 from kernels import catalog
