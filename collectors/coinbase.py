@@ -76,15 +76,14 @@ class CoinbaseNormalizer:
         self.products = products
         self.source = source
         self._scan_table: ProductTable | None = None
-        self._l2 = L2Rows(list(products))  # scanned rows index products in this order
+        self._l2 = L2Rows()
         self._trades = defaultdict(list)
         self._gaps: list[dict] = []
         self._quarantine: list[dict] = []
         self._next_seq: dict[int, int] = {}
         self._l2_products: dict[int, set[str]] = defaultdict(set)
         self._recent_seq: dict[int, RecentFrames] = defaultdict(RecentFrames)
-        self._products_version = 0  # bumped whenever _recorded or _l2_products change
-        self._known_key = None  # (conn, version) the cached mask below was built for
+        self._known_key = None  # (conn, number of its L2 products) the cached mask below was built for
         self._known = np.zeros(len(products), np.bool_)
         self._trade_ids: dict[str, RecentTradeIds] = defaultdict(RecentTradeIds)
         self._conn: int | None = None
@@ -153,10 +152,13 @@ class CoinbaseNormalizer:
         current connection carrying the next ``sequence_num`` -- ``l2_data`` whose products all have L2 rows on
         that connection already, or ``market_trades`` -- so no gap, quarantine, connection change or
         recording-start marker. Trades go through the same dedupe as in ``feed``. Returns the index of the first
-        frame not taken (``i``: feed that one with ``feed``)."""
+        frame not taken (``i``: feed that one with ``feed``).
+
+        Bulk ingest only: block rows do not pass through ``on_rows``, so with a row hook set nothing is taken (the
+        live collector sets the hook and never scans; ``collectors.ingest`` scans and sets no hook)."""
         conn = self._conn
         expected = self._next_seq.get(conn) if conn is not None else None
-        if expected is None:
+        if expected is None or self.on_rows is not None:
             return i
         status, conns, seqs = block.status, block.conn, block.seq
         known = self._known_mask(conn)
@@ -195,11 +197,13 @@ class CoinbaseNormalizer:
         return self._scan_table
 
     def _known_mask(self, conn: int) -> np.ndarray:
-        """Products (``scan_table`` order) recorded and with L2 rows on ``conn`` (cached until either set changes)."""
-        key = (conn, self._products_version)
+        """Products (``scan_table`` order) with L2 rows on ``conn``; each is recorded too (``_l2_frame`` records a
+        product before it adds it to its connection). The set only grows until ``connection_lost`` drops it, so
+        its size identifies it between drops: the mask is cached under (conn, size) and the cache cleared there."""
+        on_conn = self._l2_products.get(conn, ())
+        key = (conn, len(on_conn))
         if key != self._known_key:
-            on_conn = self._l2_products.get(conn, set())
-            self._known = np.array([p in on_conn and p in self._recorded for p in self.scan_table.names], np.bool_)
+            self._known = np.array([p in on_conn for p in self.scan_table.names], np.bool_)
             self._known_key = key
         return self._known
 
@@ -211,7 +215,7 @@ class CoinbaseNormalizer:
         self._next_seq.pop(conn, None)
         self._recent_seq.pop(conn, None)
         self._l2_products.pop(conn, None)
-        self._products_version += 1
+        self._known_key = None
 
     def mark_gap(self, ts_ns: int, conn: int, kind: int, detail: str) -> None:
         """A gap the caller detected (e.g. staleness): invalidates every L2 product of ``conn``."""
@@ -336,12 +340,8 @@ class CoinbaseNormalizer:
         for product, rows, snap in staged:
             if product not in self._recorded:
                 self._recorded.add(product)
-                self._products_version += 1
                 self._gap(ts, conn, GAP_START, seq, seq, "recording started", [product])
-            on_conn = self._l2_products[conn]
-            if product not in on_conn:
-                on_conn.add(product)
-                self._products_version += 1
+            self._l2_products[conn].add(product)
             self._l2.add(product, rows)
             if self.on_rows is not None and rows:
                 self.on_rows("l2_events", product, rows)

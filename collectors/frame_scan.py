@@ -322,9 +322,7 @@ def _line(buf, s, end, names, offs, table, pexp, sexp, out, r0, r_cap, lines, li
             return -1, 0
         pos += 1
     pos = _match(buf, pos, end, L_QUOTE)
-    pos = _match(buf, pos, end, L_TIMESTAMP)
-    frame_ns, pos = _time(buf, pos, end)
-    pos = _match(buf, pos, end, L_QUOTE)
+    frame_ns, pos = _time_field(buf, pos, end, L_TIMESTAMP)
     pos = _match(buf, pos, end, L_SEQ)
     seq, pos = _uint(buf, pos, end)
     pos = _match(buf, pos, end, L_EVENTS)
@@ -333,23 +331,49 @@ def _line(buf, s, end, names, offs, table, pexp, sexp, out, r0, r_cap, lines, li
     if trades:
         pos, r = _trades_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap)
         n_snap = 0
-        if pos < 0:
-            return pos, 0
     else:
         pos, r, n_snap = _l2_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap, frame_ns)
-        if pos < 0:
-            return pos, 0
+    if pos < 0:
+        return pos, 0  # -2: no room for the rows
     return _tail(buf, pos, end, out, r0, r, lines, li, ts, seq, frame_ns, raw0, n_snap, trades)
 
 
 @njit(cache=True)
-def _next_item(buf, pos):
-    """After a list item: ``,`` -> (pos after it, 1: another item); ``]`` -> (pos after it, 0: the list ended);
-    anything else -> (pos, -1)."""
-    if buf[pos] == 44:
-        return pos + 1, 1
-    if buf[pos] == 93:
-        return pos + 1, 0
+def _time_field(buf, pos, end, key):
+    """``key`` then ``<T>`` and its closing ``\\"`` -> (UTC ns, next pos) or (0, -1)."""
+    pos = _match(buf, pos, end, key)
+    t, pos = _time(buf, pos, end)
+    return t, _match(buf, pos, end, L_QUOTE)
+
+
+@njit(cache=True)
+def _decimal_field(buf, pos, end, key, exp):
+    """``key`` then ``<D>`` and its closing ``\\"`` -> (mantissa, next pos) or (0, -1)."""
+    pos = _match(buf, pos, end, key)
+    v, pos = _decimal(buf, pos, end, exp)
+    return v, _match(buf, pos, end, L_QUOTE)
+
+
+@njit(cache=True)
+def _event_type(buf, pos, end):
+    """``{"type":"snapshot"|"update"`` opening an event -> (next pos, snapshot?); next pos -1 if neither."""
+    pos = _match(buf, pos, end, L_TYPE)
+    p2 = _match(buf, pos, end, L_SNAPSHOT)
+    if p2 >= 0:
+        return p2, True
+    return _match(buf, pos, end, L_UPDATE), False
+
+
+@njit(cache=True)
+def _close_item(buf, pos, end):
+    """``}`` ending a list item, then ``,`` -> (pos after it, 1: another item) or ``]`` -> (pos after it, 0: the
+    list ended); anything else -> (pos, -1)."""
+    if pos < 0 or pos + 1 >= end or buf[pos] != 125:
+        return pos, -1
+    if buf[pos + 1] == 44:
+        return pos + 2, 1
+    if buf[pos + 1] == 93:
+        return pos + 2, 0
     return pos, -1
 
 
@@ -359,14 +383,8 @@ def _l2_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap, fram
     r = r0
     n_snap = 0
     while True:  # events
-        pos = _match(buf, pos, end, L_TYPE)
-        if pos < 0:
-            return -1, 0, 0
-        p2 = _match(buf, pos, end, L_SNAPSHOT)
-        snap = p2 >= 0
-        if not snap:
-            p2 = _match(buf, pos, end, L_UPDATE)
-        pos = _match(buf, p2, end, L_PRODUCT)
+        pos, snap = _event_type(buf, pos, end)
+        pos = _match(buf, pos, end, L_PRODUCT)
         prod, pos = _product(buf, pos, end, names, offs, table)
         if prod < 0:
             return -1, 0, 0
@@ -387,16 +405,11 @@ def _l2_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap, fram
                 p2 = _match(buf, pos, end, L_OFFER)
                 if p2 < 0:
                     p2 = _match(buf, pos, end, L_ASK)
-            pos = _match(buf, p2, end, L_EVENT_TIME)
-            t_exch, pos = _time(buf, pos, end)
-            pos = _match(buf, pos, end, L_QUOTE)
-            pos = _match(buf, pos, end, L_PRICE)
-            price, pos = _decimal(buf, pos, end, pexp[prod])
-            pos = _match(buf, pos, end, L_QUOTE)
-            pos = _match(buf, pos, end, L_QTY)
-            size, pos = _decimal(buf, pos, end, sexp[prod])
-            pos = _match(buf, pos, end, L_QUOTE)
-            if pos < 0 or pos + 1 >= end or buf[pos] != 125:  # '}'
+            t_exch, pos = _time_field(buf, p2, end, L_EVENT_TIME)
+            price, pos = _decimal_field(buf, pos, end, L_PRICE, pexp[prod])
+            size, pos = _decimal_field(buf, pos, end, L_QTY, sexp[prod])
+            pos, more = _close_item(buf, pos, end)
+            if more < 0:
                 return -1, 0, 0
             out["ts_exch_ns"][r] = frame_ns if t_exch == 0 else t_exch
             out["kind"][r] = L2_SNAPSHOT if snap else (L2_DELETE if size == 0 else L2_UPDATE)
@@ -406,26 +419,17 @@ def _l2_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap, fram
             out["flags"][r] = 0
             out["prod"][r] = prod
             r += 1
-            pos, more = _next_item(buf, pos + 1)
-            if more > 0:
-                continue
-            if more < 0:
-                return -1, 0, 0
-            break
+            if more == 0:
+                break
         if snap:
             out["flags"][first] |= FLAG_BOOK_RESET
             n_snap += 1
         out["flags"][r - 1] |= FLAG_FRAME_END
-        if pos + 1 >= end or buf[pos] != 125:  # '}' ends the event
-            return -1, 0, 0
-        pos += 1
-        pos, more = _next_item(buf, pos)
-        if more > 0:
-            continue
+        pos, more = _close_item(buf, pos, end)
         if more < 0:
             return -1, 0, 0
-        break
-    return pos, r, n_snap
+        if more == 0:
+            return pos, r, n_snap
 
 
 @njit(cache=True)
@@ -439,8 +443,6 @@ def _tail(buf, pos, end, out, r0, r, lines, li, ts, seq, frame_ns, raw0, n_snap,
     if buf[pos] == 44:
         pos = _match(buf, pos, end, L_CONN)
         conn, pos = _uint(buf, pos, end)
-        if pos < 0:
-            return -1, 0
     if pos < 0 or pos + 1 >= end or buf[pos] != 125 or buf[pos + 1] != NL:
         return -1, 0
     for k in range(r0, r):
@@ -478,13 +480,8 @@ def _trades_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap):
     trades oldest first (the venue lists them newest first within an event), the taker side in ``side``."""
     r = r0
     while True:  # events
-        pos = _match(buf, pos, end, L_TYPE)
-        if pos < 0:
-            return -1, 0
-        p2 = _match(buf, pos, end, L_SNAPSHOT)
-        if p2 < 0:
-            p2 = _match(buf, pos, end, L_UPDATE)
-        pos = _match(buf, p2, end, L_TRADES)
+        pos, _ = _event_type(buf, pos, end)
+        pos = _match(buf, pos, end, L_TRADES)
         if pos < 0:
             return -1, 0
         first = r
@@ -498,22 +495,17 @@ def _trades_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap):
             prod, pos = _product(buf, pos, end, names, offs, table)
             if prod < 0:
                 return -1, 0
-            pos = _match(buf, pos, end, L_TPRICE)
-            price, pos = _decimal(buf, pos, end, pexp[prod])
-            pos = _match(buf, pos, end, L_QUOTE)
-            pos = _match(buf, pos, end, L_TSIZE)
-            size, pos = _decimal(buf, pos, end, sexp[prod])
-            pos = _match(buf, pos, end, L_QUOTE)
+            price, pos = _decimal_field(buf, pos, end, L_TPRICE, pexp[prod])
+            size, pos = _decimal_field(buf, pos, end, L_TSIZE, sexp[prod])
             pos = _match(buf, pos, end, L_TSIDE)
             side = SIDE_ASK  # the wire side is the maker's: BUY -> the taker sold
             p2 = _match(buf, pos, end, L_BUY)
             if p2 < 0:
                 side = SIDE_BID
                 p2 = _match(buf, pos, end, L_SELL)
-            pos = _match(buf, p2, end, L_TIME)
-            t_exch, pos = _time(buf, pos, end)
-            pos = _match(buf, pos, end, L_QUOTE)
-            if pos < 0 or pos + 1 >= end or buf[pos] != 125:
+            t_exch, pos = _time_field(buf, p2, end, L_TIME)
+            pos, more = _close_item(buf, pos, end)
+            if more < 0:
                 return -1, 0
             out["ts_exch_ns"][r] = t_exch
             out["trade_id"][r] = tid
@@ -524,25 +516,14 @@ def _trades_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap):
             out["flags"][r] = 0
             out["prod"][r] = prod
             r += 1
-            pos += 1
-            pos, more = _next_item(buf, pos)
-            if more > 0:
-                continue
-            if more < 0:
-                return -1, 0
-            break
+            if more == 0:
+                break
         _reverse(out, first, r)  # oldest first
-        if pos + 1 >= end or buf[pos] != 125:
-            return -1, 0
-        pos += 1
-        pos, more = _next_item(buf, pos)
-        if more > 0:
-            continue
+        pos, more = _close_item(buf, pos, end)
         if more < 0:
             return -1, 0
-        return pos, r
-
-
+        if more == 0:
+            return pos, r
 
 
 @njit(cache=True)
@@ -642,6 +623,11 @@ class ScanBlock:
         return out
 
 
+def range_index(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(s, s + n) for s, n in zip(starts, lens)])`` without the Python loop."""
+    return np.repeat(starts, lens) + (np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens))
+
+
 def _trade_tuples(block: ScanBlock) -> dict[int, list]:
     """Every FAST_TRADES line's trades as (product, row tuple), built once per block in a few list passes."""
     lines = np.flatnonzero(block.status[:block.n] == FAST_TRADES)
@@ -649,8 +635,7 @@ def _trade_tuples(block: ScanBlock) -> dict[int, list]:
     if len(lines) == 0:
         return out
     lens = block.row0[lines + 1] - block.row0[lines]
-    idx = np.repeat(block.row0[lines], lens) + (np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens))
-    r = block.rows[idx]
+    r = block.rows[range_index(block.row0[lines], lens)]
     names = block.table_names
     items = [(names[p], (a, b, c, d, e, f, g)) for p, a, b, c, d, e, f, g in zip(
         r["prod"].tolist(), r["ts_recv_ns"].tolist(), r["ts_exch_ns"].tolist(), r["seq"].tolist(),
@@ -666,7 +651,7 @@ def scan(buf: np.ndarray, table: ProductTable, first_line: int = 1) -> ScanBlock
     """Scan ``buf`` (uint8, whole lines each ending in a newline) into a :class:`ScanBlock`."""
     buf = _readonly(buf)
     end = len(buf)
-    line_cap = end // 48 + 16  # grown below if the buffer holds many short lines
+    line_cap = end // 48 + 16  # more lines than this (short ones) or more rows: scanned in further parts below
     lines = np.empty(line_cap + 1, LINE_DTYPE)
     rows = np.empty(end // 96 + 16, ROW_DTYPE)
     parts, pos = [], 0

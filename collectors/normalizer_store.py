@@ -17,6 +17,7 @@ from collections import defaultdict
 import numpy as np
 import orjson
 
+from collectors.frame_scan import range_index
 from l2lab.schema import L2_EVENT_DTYPE
 
 RECENT_FRAMES = 4096  # per connection: a duplicate older than this is reported as a late frame
@@ -132,8 +133,7 @@ class L2Rows:
     it changed since the product's previous tuple, so ``take`` can interleave both kinds exactly (a tuple added
     after ``x`` block rows goes after block row ``x - 1`` and before block row ``x``)."""
 
-    def __init__(self, names: list[str]):
-        self.names = names  # block rows carry an index into this list
+    def __init__(self):
         self.tuples: dict[str, list] = defaultdict(list)
         self.marks: dict[str, list] = defaultdict(list)  # (tuple count, block rows taken before it)
         self.runs: list = []  # (block, first row, stop row)
@@ -181,13 +181,12 @@ class L2Rows:
             r0 = np.array([r[0] for r in runs], np.int64)
             lens = np.array([r[1] - r[0] for r in runs], np.int64)
             ord0 = np.array([r[2] for r in runs], np.int64)
-            within = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
-            idx = np.repeat(r0, lens) + within
-            ords = np.repeat(ord0, lens) + within
+            idx = range_index(r0, lens)
+            ords = range_index(ord0, lens)
             prod = block.prod[idx]
             for k in np.unique(prod).tolist():
                 sel = prod == k
-                blocks[self.names[k]].append((2 * ords[sel] + 1, block.l2_rows(idx[sel])))
+                blocks[block.table_names[k]].append((2 * ords[sel] + 1, block.l2_rows(idx[sel])))
         out, first = {}, {}
         for p in {**tuples, **blocks}:
             pieces = blocks.get(p, [])

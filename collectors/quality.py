@@ -34,9 +34,9 @@ def _partitions(base: Path) -> list[tuple[str, str, str, Path]]:
     return out
 
 
-def _read(folder: Path):
+def _read(folder: Path, columns: list[str] | None = None):
     parts = sorted(folder.glob("part-*.parquet"), key=part_sort_key)
-    return [pq.read_table(p) for p in parts]
+    return [pq.read_table(p, columns=columns) for p in parts]
 
 
 def quality_report(data_root: str | Path, exchange: str = "coinbase") -> pd.DataFrame:
@@ -106,7 +106,7 @@ def _quarantine_counts(base: Path) -> pd.DataFrame:
     counts: dict[tuple, dict] = {}
     for hour_dir in sorted(base.glob("date=*/hour=*")) if base.exists() else []:
         date, hour = hour_dir.parent.name.split("=", 1)[1], hour_dir.name.split("=", 1)[1]
-        for t in _read(hour_dir):
+        for t in _read(hour_dir, ["raw", "reason"]):
             for raw, reason in zip(t.column("raw").to_pylist(), t.column("reason").to_pylist()):
                 for symbol in _named_products(raw) or [EXCHANGE_WIDE]:
                     c = counts.setdefault((symbol, date, hour), dict.fromkeys(QUARANTINE_COUNTS, 0))

@@ -18,7 +18,9 @@ subscribe again before it goes on, so each recorded connection is replayed on a 
 Pacing: frame i is due at ``wall_start + (ts_recv_ns[i] - ts_recv_ns[0]) / speed``; the clock is anchored when
 playback starts, which is when ``wait_clients`` connections have subscribed (so a client does not miss the
 recorded snapshots), to every channel of ``wait_channels`` if given (ccxt subscribes each channel in its own
-message: without it, the recorded frames of a channel subscribed a moment later would be missed, a sequence gap). With ``speed = inf`` frames go out as fast as clients read them.
+message: without it, the recorded frames of a channel subscribed a moment later would be missed, a sequence gap).
+The same wait, for clients whose connection is still open, follows each recorded connection change. With
+``speed = inf`` frames go out as fast as clients read them.
 """
 
 from __future__ import annotations
@@ -102,16 +104,17 @@ class ReplayFeed:
             recorded_conn = None
             for rec in read_capture(self.path):
                 ts, raw = rec.ts_recv_ns, rec.raw
+                if self.last_ts_ns is not None:
+                    ts = max(ts, self.last_ts_ns)  # never go back in time
                 if rec.conn != recorded_conn:
                     if recorded_conn is not None:
                         await self._end_connections(rec.conn)
-                        clock.restart(max(ts, self.last_ts_ns or ts))
+                        clock.restart(ts)  # the wait for new subscriptions is not recorded time
                     recorded_conn = rec.conn
                 if self.first_ts_ns is None:
                     self.first_ts_ns = ts
                     clock.restart(ts)
                     self.started.set()
-                ts = max(ts, self.last_ts_ns or ts)  # never go back in time
                 self.last_ts_ns = ts
                 if clock.paced:
                     delay = clock.wall_at(ts) - time.monotonic()

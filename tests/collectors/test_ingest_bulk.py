@@ -275,6 +275,31 @@ def test_clean_session_takes_frames_in_bulk(tmp_path):
             assert block.l2_rows(mine).tobytes() == rows[rows["kind"] != 3].tobytes()
 
 
+def test_clean_session_is_taken_by_feed_scanned(tmp_path, monkeypatch):
+    """Bulk ingest of ordinary frames leaves few of them to ``feed`` (so the equality tests are not all fallbacks),
+    and a normalizer with a row hook takes nothing in bulk (block rows would bypass the hook)."""
+    lines = Session(random.Random(11), 0.0).run(400, [3])
+    cap = write_lines(tmp_path / "capture-1.jsonl", lines)
+    fed = []
+    feed = CoinbaseNormalizer.feed
+    monkeypatch.setattr(CoinbaseNormalizer, "feed", lambda self, *a, **k: (fed.append(1), feed(self, *a, **k))[1])
+    res = ingest_capture(cap, tmp_path / "bulk", products=PRODUCTS)
+    assert res["frames"] == 400 and len(fed) < 100  # heartbeats, error frames, gaps, first frames: ~15%
+    norm = CoinbaseNormalizer(PRODUCTS)
+    block = scan(np.frombuffer(b"\n".join(lines) + b"\n", np.uint8), norm.scan_table)
+    i = 0
+    while True:  # feed frames one by one until a bulk run starts: with a hook set, none is taken
+        norm.on_rows = lambda *a: None
+        assert norm.feed_scanned(block, i, block.n) == i
+        norm.on_rows = None
+        if norm.feed_scanned(block, i, block.n) > i:
+            break
+        rec = orjson.loads(block.line_bytes(i))
+        norm.feed(rec["ts_recv_ns"], rec["raw"], rec["conn"])
+        i += 1
+    assert i < 100
+
+
 def test_plain_segment_with_a_cut_last_line_and_blank_lines(tmp_path, small_pieces):
     lines = Session(random.Random(21), 0.05).run(300, [4])
     lines.insert(10, b"")
