@@ -29,8 +29,7 @@ def _import_only(nb_file: Path) -> str:
     lines = []
     for cell in nb.cells:
         if cell.cell_type == "code" and "parameters" not in cell.metadata.get("tags", []):
-            lines += [ln for ln in cell.source.splitlines() if ln.startswith(("import ", "from "))
-                      or ln.startswith("matplotlib.use")]
+            lines += [ln for ln in cell.source.splitlines() if ln.startswith(("import ", "from "))]
     return "# %%\n" + "\n".join(dict.fromkeys(lines)) + "\n"
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import html
 import itertools
 import json
+import logging
 import os
 import time
 import traceback
@@ -69,6 +70,29 @@ def run_id_for(params: dict, prefix: str = "run") -> str:
     from research.workflow import params_hash
 
     return f"{prefix}-{params_hash(params)}"
+
+
+def declared_params(nb_file: Path) -> set[str]:
+    """The names a percent-format notebook's ``parameters`` cell assigns."""
+    import jupytext
+    from papermill.translators import PythonTranslator
+
+    cells = [c for c in jupytext.read(str(nb_file)).cells if "parameters" in c.metadata.get("tags", [])]
+    return {p.name for c in cells for p in PythonTranslator.inspect(c)}
+
+
+class _ExpectedParams(logging.Filter):
+    """papermill warns of every passed parameter a notebook's parameters cell does not assign. One parameter set
+    goes to every notebook of a run, and the shared parameters (``research.workflow.DEFAULTS``) are set by
+    ``workflow.setup``, so only a name no notebook of the run knows (e.g. a typo) is worth the warning."""
+
+    def __init__(self, known: set[str]):
+        super().__init__()
+        self.known = known
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not (msg.startswith("Passed unknown parameter: ") and msg.split(": ", 1)[1] in self.known)
 
 
 def _json_params(params: dict) -> dict:
@@ -124,7 +148,7 @@ def _status(run_dir: Path) -> dict:
 def run_one(run_dir: str | Path, notebooks: list[str], params: dict, kernel: str | None = None,
             timeout: float | None = None, force: bool = False) -> dict:
     """Execute ``notebooks`` in order for one parameter set in ``run_dir`` (resumable); returns the status."""
-    from research.workflow import params_hash
+    from research.workflow import DEFAULTS, params_hash
 
     for var in THREAD_VARS:
         os.environ[var] = "1"  # inherited by the kernels this process starts
@@ -138,6 +162,22 @@ def run_one(run_dir: str | Path, notebooks: list[str], params: dict, kernel: str
         status = {}  # different parameters in the same folder: start over
     status.update(params_hash=h, run_id=run_dir.name)
     status.setdefault("notebooks", {})
+    kernel = kernel or kernel_name()  # looked up once, not per notebook
+    expected = _ExpectedParams({"run_dir", *DEFAULTS}.union(*(declared_params(notebook_path(n)) for n in notebooks)))
+    logging.getLogger("papermill").addFilter(expected)
+    try:
+        _run_notebooks(run_dir, notebooks, params, h, status, kernel, timeout, force)
+    finally:
+        logging.getLogger("papermill").removeFilter(expected)
+    status["status"] = "ok" if all(status["notebooks"].get(notebook_path(n).stem, {}).get("status") == "ok"
+                                   for n in notebooks) else "failed"
+    atomic.write_json(run_dir / "status.json", status)
+    write_run_index(run_dir)
+    return status
+
+
+def _run_notebooks(run_dir: Path, notebooks: list[str], params: dict, h: str, status: dict, kernel, timeout,
+                   force: bool) -> None:
     for name in notebooks:
         nb = notebook_path(name)
         done = status["notebooks"].get(nb.stem, {})
@@ -153,11 +193,6 @@ def run_one(run_dir: str | Path, notebooks: list[str], params: dict, kernel: str
         st["params_hash"] = h
         status["notebooks"][nb.stem] = st
         atomic.write_json(run_dir / "status.json", status)
-    status["status"] = "ok" if all(status["notebooks"].get(notebook_path(n).stem, {}).get("status") == "ok"
-                                   for n in notebooks) else "failed"
-    atomic.write_json(run_dir / "status.json", status)
-    write_run_index(run_dir)
-    return status
 
 
 # -- grids -------------------------------------------------------------------------------------------------------

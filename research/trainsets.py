@@ -47,12 +47,11 @@ def _utc_ns(value) -> int | None:
     return int((ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).value)
 
 
-def book_features(grid: str = "1s", families: tuple[str, ...] | None = None) -> list[str]:
-    """Catalog feature names computed on the book grids (book tables + cross-asset), optionally by family."""
+def book_features() -> list[str]:
+    """Catalog feature names computed on the book grids (tables book and cross_asset; the same on every grid)."""
     from kernels import catalog
 
-    return [s.name for s in catalog.features() if s.table in ("book", "cross_asset")
-            and (families is None or s.family in families)]
+    return [s.name for s in catalog.features() if s.table in ("book", "cross_asset")]
 
 
 def silver_trainset(data_root, out_dir, *, grid: str = "1s", labels: list[str], features: list[str] | None = None,
@@ -65,7 +64,7 @@ def silver_trainset(data_root, out_dir, *, grid: str = "1s", labels: list[str], 
     from kernels.pipeline import catalog_hash
 
     root, out = Path(data_root), Path(out_dir)
-    features = list(features) if features is not None else book_features(grid)
+    features = list(features) if features is not None else book_features()
     if not labels:
         raise ValueError("silver_trainset: at least one label is needed")
     known_labels = {s.name for s in catalog.labels()}
@@ -141,8 +140,7 @@ def build_training_set(data_root, out_dir, *, grid: str = "1s", labels: list[str
                                start=start, end=end, exchange=exchange)
     from l2lab.featurestore.trainset import build_trainset
 
-    if feature_service is None and features is None:
-        feature_service = f"book_{grid}"  # every book + cross-asset feature on the grid (INTERFACES.md)
+    # neither features nor a service: build_trainset uses the service book_<grid> (every book + cross-asset feature)
     path = Path(build_trainset(data_root, out_dir, grid=grid, labels=list(labels), feature_service=feature_service,
                                features=None if feature_service else features, symbols=symbols, start=start, end=end,
                                exchange=exchange))

@@ -1,6 +1,12 @@
 """The glue every notebook shares: resolve its parameters, build (once per run) and load the training set,
 name the target label of a (target, horizon) pair.
 
+A notebook's parameters cell lists only ``run_dir`` and the parameters no other notebook reads; the parameters
+notebooks share (:data:`DEFAULTS`: the training set's, the target, the folds, the AutoGluon settings, the seed)
+have their defaults here once, so the notebooks of a run cannot disagree on one. A notebook's setup line is
+``ctx = workflow.setup(globals())``: it sets each shared parameter the notebook does not already have (from its
+parameters cell or papermill's injected cell) to its default, then calls :func:`prepare`.
+
 A run folder holds one training set (``<run_dir>/trainset/``) built through the feature store from the research
 session's data range, with every label the chain needs; notebooks 01-06 of the same run all read it. Without a
 run folder (interactive use) it goes to ``<data>/research_cache/<hash of the parameters>/``.
@@ -8,6 +14,7 @@ run folder (interactive use) it goes to ``<data>/research_cache/<hash of the par
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import dataclass
@@ -26,6 +33,29 @@ TARGETS = {
 }
 REGIME_HORIZONS = (60, 300)
 PRICE_HORIZONS = (1, 5, 30, 60, 300)
+
+# The parameters notebooks share (``l2lab run --set NAME=VALUE`` or a grid file sets them for every notebook).
+DEFAULTS = {
+    "data_root": None,  # default: $L2LAB_DATA, else data/ in the repository
+    "session": "research",  # research session under <data>/sim/<session> (research.sessions.make_research_session)
+    "symbols": None,  # None: every symbol of the session
+    "start": None,  # None: the session's start (ISO UTC or int ns)
+    "end": None,
+    "grid": "1s",
+    "horizons": list(PRICE_HORIZONS),
+    "horizon": 5,  # seconds: the horizon of the target
+    "target": "direction",  # direction | return | 3class | regime
+    "feature_service": None,  # Feast feature service (None: every book + cross-asset feature of the grid)
+    "n_splits": 4,  # walk-forward folds
+    "embargo_s": 0.0,
+    "selection_frac": 0.4,  # notebook 03 selects on the first 40% of the time; 04 evaluates only after it
+    "presets": "medium_quality",
+    "time_limit": 60,  # seconds per AutoGluon fit (None: no limit)
+    "hyperparameters": None,  # AutoGluon hyperparameters (None: the presets' models minus RF/XT/KNN)
+    "num_cpus": 2,
+    "seed": 7,
+}
+TRAINSET_PARAMS = ("data_root", "session", "symbols", "start", "end", "grid", "horizons", "feature_service")
 
 
 def target_label(target: str, horizon_s: float) -> str:
@@ -65,6 +95,15 @@ class Context:
 
 def params_hash(params: dict) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def setup(namespace: dict) -> Context:
+    """A notebook's setup line, ``ctx = workflow.setup(globals())``: every shared parameter the notebook does not
+    have yet is set to its default (:data:`DEFAULTS`), then :func:`prepare` builds (once per run) and loads the
+    training set with them."""
+    for k, v in DEFAULTS.items():
+        namespace.setdefault(k, copy.deepcopy(v))
+    return prepare(run_dir=namespace.get("run_dir") or None, **{k: namespace[k] for k in TRAINSET_PARAMS})
 
 
 def prepare(*, data_root=None, run_dir=None, session="research", symbols=None, start=None, end=None, grid="1s",

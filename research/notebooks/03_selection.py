@@ -17,38 +17,18 @@
 # information. Writes `selected_features.json` for notebook 04.
 
 # %% tags=["parameters"]
-data_root = None          # default: $L2LAB_DATA, else data/ in the repository
 run_dir = ""              # set by `l2lab run`; empty: nothing is written
-session = "research"      # research session under <data>/sim/<session> (research.sessions.make_research_session)
-symbols = None            # None: every symbol of the session
-start = None              # None: the session's start (ISO UTC or int ns)
-end = None
-grid = "1s"
-horizons = [1, 5, 30, 60, 300]
-horizon = 5               # seconds: the horizon of the target
-target = "direction"      # direction | return | 3class | regime
-feature_service = None    # Feast feature service (None: every book + cross-asset feature of the grid)
-n_splits = 4              # walk-forward folds
-embargo_s = 0.0
-selection_frac = 0.4      # notebook 03 selects on the first 40% of the time; 04 evaluates only after it
-presets = "medium_quality"
-time_limit = 60           # seconds per AutoGluon fit (None: no limit)
-hyperparameters = None    # AutoGluon hyperparameters (None: the presets' models minus RF/XT/KNN)
-num_cpus = 2
-seed = 7
+# The parameters notebooks share (grid, horizons, horizon, target, seed, ...) default in
+# research.workflow.DEFAULTS; set one here to override it in this notebook.
 
 # %%
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from research import cv, runlog, selection, stats, workflow
 
-ctx = workflow.prepare(data_root=data_root, run_dir=run_dir, session=session, symbols=symbols, start=start, end=end,
-                       grid=grid, horizons=horizons, feature_service=feature_service)
+ctx = workflow.setup(globals())  # the shared parameters' defaults, the run's training set
 df = ctx.df
 label = workflow.target_label(target, horizon)
 # IC needs a continuous outcome: the forward return for price targets, the forward volatility for the regime

@@ -162,3 +162,25 @@ def test_grid_expansion_and_bad_grid_files(tmp_path):
         runner.load_grid(bad)
     assert runner.notebook_path("04").name == "04_modelling.py"
     assert runner.run_id_for({"a": 1}) == runner.run_id_for({"a": 1}) != runner.run_id_for({"a": 2})
+
+
+def test_shared_parameters_have_one_default_and_are_not_warned_about():
+    import logging
+
+    from research.workflow import DEFAULTS, setup
+
+    for name in runner.CHAIN:  # a shared default written again in a notebook could disagree with DEFAULTS
+        declared = runner.declared_params(runner.notebook_path(name))
+        assert "run_dir" in declared and not declared & set(DEFAULTS), (name, declared)
+    assert runner.declared_params(runner.notebook_path("06")) == {"run_dir", "shap_rows", "keep_share"}
+    expected = runner._ExpectedParams({"run_dir", "horizon", "shap_rows"})
+
+    def passes(msg):
+        return expected.filter(logging.LogRecord("papermill", logging.WARNING, "", 0, msg, None, None))
+
+    assert not passes("Passed unknown parameter: horizon") and not passes("Passed unknown parameter: shap_rows")
+    assert passes("Passed unknown parameter: horizn") and passes("Input Notebook: x")
+    with pytest.raises(FileNotFoundError):  # setup fills defaults before it reads the session; values set stay
+        setup(ns := {"run_dir": "", "horizon": 30, "data_root": "/nonexistent-l2lab-root"})
+    assert ns["horizon"] == 30 and ns["target"] == DEFAULTS["target"] and ns["horizons"] == DEFAULTS["horizons"]
+    assert ns["horizons"] is not DEFAULTS["horizons"]
