@@ -38,6 +38,7 @@ from loopback.server import LoopbackExchange
 from simulator.events import KIND_L2, KIND_TRADE
 from simulator.l2 import MarketSimulator
 from simulator.recording import RecordingSimulator
+from testlib import wait_for
 
 SYMBOLS = ["BTC-USD", "ETH-USD", "SOL-USD"]
 pytestmark = pytest.mark.timeout(60)
@@ -54,14 +55,6 @@ class Session:
     events: np.ndarray
     wall_s: float
     figures: dict = field(default_factory=dict)
-
-
-async def wait_for(cond, timeout=15.0, what="condition"):
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise TimeoutError(f"{what} not met in {timeout} s")
-        await asyncio.sleep(0.02)
 
 
 async def quiescent(collector, idle=0.2, timeout=15.0):

@@ -14,26 +14,10 @@ from collectors.shadow_book import ShadowBook
 from l2lab.schema import L2_GAP
 from loopback.clients import coinbase_markets
 from loopback.server import LoopbackExchange
+from testlib import settle, wait_for
 
 SYMBOLS = ["BTC-USD", "ETH-USD", "SOL-USD"]
 pytestmark = pytest.mark.timeout(120)
-
-
-async def wait_for(cond, timeout=15.0):
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not cond():
-        if loop.time() > end:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.02)
-
-
-async def settle(collector):
-    """Wait until the collector has handled everything in its socket (no new frame for 0.3 s)."""
-    n = -1
-    while n != collector.report.frames:
-        n = collector.report.frames
-        await asyncio.sleep(0.3)
 
 
 async def collect_manual(data_root, seconds, seed=3, step=5.0):
@@ -47,7 +31,7 @@ async def collect_manual(data_root, seconds, seed=3, step=5.0):
         for _ in range(int(seconds / step)):
             await ex.advance(step)
         await ex.flush()
-        await settle(collector)
+        await settle(lambda: collector.report.frames)
         books = {s: ex.sim.book(s) for s in SYMBOLS}
         collector.stop()
         return await task, books
@@ -106,7 +90,7 @@ def test_replayed_capture_collected_live_equals_offline_ingest(tmp_path):
             task = asyncio.ensure_future(collector.run())
             await wait_for(lambda: ex.replay.done.is_set(), 60)
             await ex.flush()
-            await settle(collector)
+            await settle(lambda: collector.report.frames)
             collector.stop()
             return await task
 

@@ -14,17 +14,9 @@ from loopback.clients import coinbase_markets
 from loopback.replay import raw_frame
 from loopback.server import LoopbackExchange
 from simulator.l2 import MarketSimulator
+from testlib import settle, wait_for  # noqa: F401  (re-exported to the live tests)
 
 SYMBOLS = ["BTC-USD", "ETH-USD", "SOL-USD"]
-
-
-async def wait_for(cond, timeout=30.0):
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not cond():
-        if loop.time() > end:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.02)
 
 
 def products():
@@ -44,13 +36,6 @@ async def record_capture(root, seconds, seed=6, speed=4.0, coalesce_ms=50):
     return capture_files(root / "raw")[0]
 
 
-async def settle(session):
-    n = -1
-    while n != session.tap.frames:  # until the session has read everything
-        n = session.tap.frames
-        await asyncio.sleep(0.3)
-
-
 async def replay_live(capture, data_root, run_dir, out_dir, *, speed=5.0, during=None, **kw):
     """The capture replayed at ``speed`` x its recorded pace into a live session (kernel path, features recorded,
     100 ms grid too); receive times follow the replay's clock. ``during(session)``: a coroutine run meanwhile."""
@@ -67,7 +52,7 @@ async def replay_live(capture, data_root, run_dir, out_dir, *, speed=5.0, during
             await during(session)
         await wait_for(lambda: ex.replay.done.is_set(), 120)
         await ex.flush()
-        await settle(session)
+        await settle(lambda: session.tap.frames)
         session.stop()
         return await task
 

@@ -29,7 +29,7 @@ def test_disconnects_invalidate_until_warm_again(tmp_path, model_run):
             session = LiveSession(cfg)
             task = asyncio.ensure_future(session.run())
             await wait_for(lambda: session.collector is not None and session.collector.normalizer is not None
-                           and session.collector.normalizer.stats["snapshots"] >= 3)
+                           and session.collector.normalizer.stats["snapshots"] >= 3, 30)
             for _ in range(24):
                 await ex.advance(1.0)
                 await asyncio.sleep(0.1)
