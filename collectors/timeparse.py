@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import numbers
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _cache_key = None
@@ -42,3 +43,16 @@ def rfc3339_to_ns(text: str) -> int:
     if not INT64_MIN <= ns <= INT64_MAX:
         raise ValueError(f"RFC 3339 time out of the int64 ns range (years 1678-2262): {text!r}")
     return ns
+
+
+def to_utc_ns(value) -> int | None:
+    """A time given as int ns, ISO string, datetime or pandas Timestamp -> int64 ns UTC (naive times are UTC);
+    None or an empty string -> None."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, numbers.Integral):  # int and numpy integers
+        return int(value)
+    import pandas as pd
+
+    ts = pd.Timestamp(value)
+    return int((ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).value)

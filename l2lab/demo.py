@@ -204,12 +204,15 @@ def research_steps(settings, args) -> None:
 
     print(f"[7/10] research session: {args.research_hours:g} simulated hours (perfect-collector bronze, "
           f"exchange=sim) -> silver/gold")
-    make_research_session(settings.data_root, hours=args.research_hours, seed=args.seed)
+    t0 = time.perf_counter()
+    session = make_research_session(settings.data_root, hours=args.research_hours, seed=args.seed)
+    print(f"      bronze + silver/gold of {session['hours']:g} h from {session['start']} in "
+          f"{time.perf_counter() - t0:.0f} s")
     print("[8/10] feature store: apply, training set, materialize, online lookups")
     for line in feast_step(settings):
         print("      " + line)
     print("[9/10] research notebooks 01-06 under papermill (training sets through Feast)")
-    lines, run_dir = demo_run(settings, hours=args.research_hours, seed=args.seed)
+    lines, run_dir = demo_run(settings, hours=args.research_hours, seed=args.seed, session=session)
     for line in lines:
         print("      " + line)
     # The kernel path: through Feast 0.67's push + online read every row arrives stale on 2 cores (push() rebuilds

@@ -21,22 +21,24 @@ def demo_step(settings, **kwargs) -> list[str]:
 
 
 def demo_run(settings, *, hours: float = 2.0, seed: int = 7, runs_root=None, params: dict | None = None,
-             timeout: float | None = 900, progress=None) -> tuple[list[str], Path]:
-    """:func:`demo_step`, also returning the run folder (``l2lab demo`` scores live with its model)."""
+             timeout: float | None = 900, progress=None, session: dict | None = None) -> tuple[list[str], Path]:
+    """:func:`demo_step`, also returning the run folder (``l2lab demo`` scores live with its model). ``session``:
+    the record of a research session already made (``make_research_session``'s return), else it is made here."""
     from research.runner import CHAIN, run_grid
     from research.runlog import read_metrics
     from research.sessions import make_research_session
 
     t0 = time.perf_counter()
-    sess = make_research_session(settings.data_root, hours=hours, seed=seed)
+    sess = session or make_research_session(settings.data_root, hours=hours, seed=seed)
     t_sess = time.perf_counter() - t0
     p = {**DEMO_PARAMS, "seed": seed, **(params or {})}
     [res] = run_grid([p], CHAIN, runs_root=runs_root, data_root=settings.data_root, prefix="demo", timeout=timeout,
                      progress=progress)
     run_dir = Path(res["run_dir"])
     m = read_metrics(run_dir)
+    made = "" if session else f" made in {t_sess:.0f} s;"
     lines = [f"research session: {sess['hours']:g} simulated hours from {sess['start']} (seed {sess['seed']}, "
-             f"exchange={sess['exchange']}) ready in {t_sess:.0f} s; notebooks 01-06 in {time.perf_counter() - t0 - t_sess:.0f} s",
+             f"exchange={sess['exchange']});{made} notebooks 01-06 in {time.perf_counter() - t0 - t_sess:.0f} s",
              f"report: {run_dir / 'index.html'}  (all runs: {run_dir.parent / 'index.html'})",
              "notebooks: " + ", ".join(f"{k} {v}" for k, v in res["notebooks"].items())]
     lines += headline_lines(m)

@@ -20,10 +20,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from collectors.timeparse import to_utc_ns
 from l2lab import atomic
 
 KEY_COLUMNS = ("symbol", "ts_ns", "event_timestamp")
@@ -35,16 +35,6 @@ def feast_available() -> bool:
     except ModuleNotFoundError:
         return False
     return True
-
-
-def _utc_ns(value) -> int | None:
-    """A time given as int ns, ISO string or Timestamp -> int ns UTC (naive strings are UTC)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    ts = pd.Timestamp(value)
-    return int((ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).value)
 
 
 def book_features() -> list[str]:
@@ -94,7 +84,7 @@ def silver_trainset(data_root, out_dir, *, grid: str = "1s", labels: list[str], 
         where.append(f"l.exchange = '{exchange}'")
     if symbols:
         where.append("l.symbol IN (" + ", ".join(f"'{s}'" for s in symbols) + ")")
-    start_ns, end_ns = _utc_ns(start), _utc_ns(end)
+    start_ns, end_ns = to_utc_ns(start), to_utc_ns(end)
     if start_ns is not None:
         where.append(f"l.ts_ns >= {start_ns}")
     if end_ns is not None:

@@ -73,6 +73,7 @@ from feast.repo_config import FeastConfigBaseModel, RepoConfig
 from feast.saved_dataset import SavedDatasetStorage
 from pydantic import StrictInt, StrictStr
 
+from collectors.timeparse import to_utc_ns
 from l2lab import atomic
 from l2lab.featurestore import pit_join
 from l2lab.featurestore.parquet_source import ParquetSource, literal, quote
@@ -122,11 +123,6 @@ def plan_view(config: RepoConfig, fv: FeatureView, feature_refs: list[str], full
         features=[(reverse.get(f, f), f"{base}__{f}" if full_feature_names else f) for f in wanted],
         ttl_ns=(ttl.days * 86_400_000_000 + ttl.seconds * 1_000_000 + ttl.microseconds) * 1000 if ttl else None,
     )
-
-
-def _to_ns(ts: datetime) -> int:
-    t = pd.Timestamp(ts)
-    return (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")).value
 
 
 def entity_table(entity_df: Union[pd.DataFrame, str], con: duckdb.DuckDBPyConnection) -> tuple[pa.Table, str]:
@@ -324,9 +320,9 @@ def _latest_or_all(config: RepoConfig, data_source: DataSource, join_key_columns
             cols += [f"{src.ns_expr(con, c)} AS {quote(c)}" for c in time_cols]
             where = [f"{ts} IS NOT NULL"]
             if start_date is not None:
-                where.append(f"{ts} >= {_to_ns(start_date)}")
+                where.append(f"{ts} >= {to_utc_ns(start_date)}")
             if end_date is not None:
-                where.append(f"{ts} <= {_to_ns(end_date)}")
+                where.append(f"{ts} <= {to_utc_ns(end_date)}")
             sql = f"SELECT {', '.join(cols)} FROM {src.sql()} WHERE {' AND '.join(where)}"
             if latest:
                 order = [f"{ts} DESC"]

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from collectors.timeparse import to_utc_ns
 from kernels import catalog
 from l2lab import atomic
 from l2lab.featurestore import definitions
@@ -37,17 +38,6 @@ MANIFEST_FILE = "manifest.json"
 
 class LeakageError(ValueError):
     """A requested feature or a joined row could see the future."""
-
-
-def to_ns(value) -> int | None:
-    """int ns, ISO string, datetime or pandas Timestamp -> int64 UTC ns (naive times are UTC)."""
-    if value is None:
-        return None
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    ts = pd.Timestamp(value)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return int(ts.value)
 
 
 def entity_rows(data_root: Path, grid: str, labels: list[str], symbols=None, start_ns=None, end_ns=None,
@@ -175,7 +165,7 @@ def build_trainset(data_root, out_dir, *, grid: str = "1s", labels: list[str], f
     if not labels or unknown:
         raise ValueError(f"labels must be catalog labels (`l2lab features list --labels`); unknown: {unknown}")
     symbols = [symbols] if isinstance(symbols, str) else (list(symbols) if symbols else None)
-    start_ns, end_ns = to_ns(start), to_ns(end)
+    start_ns, end_ns = to_utc_ns(start), to_utc_ns(end)
     if not features:
         feature_service = feature_service or f"book_{grid}"
     defs = definitions.build(data_root)
