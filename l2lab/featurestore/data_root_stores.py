@@ -6,6 +6,10 @@ say "``$L2LAB_DATA``, else ``../data``". These two thin subclasses, named in ``f
 ``cd feature_repo && feast apply`` write to the same files as ``l2lab feast apply`` and as a test with its own
 temporary data root. Everything else is Feast's own code.
 
+The registry is also written atomically (temporary file + rename): Feast's own store truncates the file and writes
+it in place, so a reader refreshing its registry while a materialization records its interval (a feature server,
+a live scorer) could read an empty or partial registry ("Entity symbol does not exist").
+
 Importing this module (Feast does, while it validates ``feature_store.yaml``, before it builds the registry) also
 drops one warning Feast 0.67 logs on every store open: that ``serve_features_while_materializing`` "typically
 has no effect" on a ``file`` registry. It does have one (``feast.utils`` serves a view in ``MATERIALIZING`` only
@@ -16,6 +20,8 @@ purpose. Only that message is filtered; every other warning of ``feast.repo_conf
 from __future__ import annotations
 
 import logging
+import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 from feast.infra.online_stores.sqlite import SqliteOnlineStore, SqliteOnlineStoreConfig
@@ -23,6 +29,7 @@ from feast.infra.registry.file import FileRegistryStore
 from feast.repo_config import RegistryConfig, RepoConfig
 from pydantic import StrictStr
 
+from l2lab import atomic
 from l2lab.featurestore.paths import FEAST_DIR, under_data_root
 
 FILE_REGISTRY_FLAG_WARNING = "`serve_features_while_materializing` is enabled but `registry_type` is 'file'"
@@ -42,6 +49,11 @@ class DataRootRegistryStore(FileRegistryStore):
         super().__init__(registry_config, repo_path)
         self._filepath = under_data_root(registry_config.path, repo_path)
         self._filepath.parent.mkdir(parents=True, exist_ok=True)
+
+    def _write_registry(self, registry_proto) -> None:
+        registry_proto.version_id = str(uuid.uuid4())
+        registry_proto.last_updated.FromDatetime(datetime.now(timezone.utc))
+        atomic.write_bytes(self._filepath, registry_proto.SerializeToString())
 
 
 class DataRootSqliteOnlineStoreConfig(SqliteOnlineStoreConfig):
