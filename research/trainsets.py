@@ -29,14 +29,6 @@ from l2lab import atomic
 KEY_COLUMNS = ("symbol", "ts_ns", "event_timestamp")
 
 
-def feast_available() -> bool:
-    try:
-        from l2lab.featurestore.trainset import build_trainset  # noqa: F401
-    except ModuleNotFoundError:
-        return False
-    return True
-
-
 def book_features() -> list[str]:
     """Catalog feature names computed on the book grids (tables book and cross_asset; the same on every grid)."""
     from kernels import catalog
@@ -119,13 +111,12 @@ def silver_trainset(data_root, out_dir, *, grid: str = "1s", labels: list[str], 
 
 def build_training_set(data_root, out_dir, *, grid: str = "1s", labels: list[str], features: list[str] | None = None,
                        feature_service: str | None = None, symbols=None, start=None, end=None,
-                       exchange: str | None = None, source: str = "auto") -> Path:
-    """Build a training set through the feature store (``source='feast'``; ``'auto'`` picks it when installed)
-    or the silver reference join (``'silver'``)."""
-    if source not in ("auto", "feast", "silver"):
-        raise ValueError(f"source must be auto, feast or silver, not {source!r}")
-    use_feast = source == "feast" or (source == "auto" and feast_available())
-    if not use_feast:
+                       exchange: str | None = None, source: str = "feast") -> Path:
+    """Build a training set through the feature store (``source='feast'``, point in time) or the silver reference
+    join (``'silver'``, the exact equi-join the tests compare the Feast path with)."""
+    if source not in ("feast", "silver"):
+        raise ValueError(f"source must be feast or silver, not {source!r}")
+    if source == "silver":
         return silver_trainset(data_root, out_dir, grid=grid, labels=labels, features=features, symbols=symbols,
                                start=start, end=end, exchange=exchange)
     from l2lab.featurestore.trainset import build_trainset

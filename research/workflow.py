@@ -107,7 +107,7 @@ def setup(namespace: dict) -> Context:
 
 
 def prepare(*, data_root=None, run_dir=None, session="research", symbols=None, start=None, end=None, grid="1s",
-            horizons=PRICE_HORIZONS, feature_service=None, features=None, trainset_source="auto") -> Context:
+            horizons=PRICE_HORIZONS, feature_service=None, features=None, trainset_source="feast") -> Context:
     """Resolve the data root, read the research session and its truth, build the training set once, load it."""
     from research.sessions import load_session, load_truth
     from research.trainsets import build_training_set, load_training_set

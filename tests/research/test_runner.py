@@ -11,20 +11,11 @@ import pytest
 
 from l2lab.settings import Settings
 from research import model_artifact, runner
-from research.trainsets import feast_available
 from tests.research.conftest import TINY_HOURS
 
 TINY = {"horizons": [1, 5, 30], "horizon": 5, "target": "direction", "n_splits": 4, "selection_frac": 0.4,
         "hyperparameters": {"GBM": {"num_boost_round": 30}}, "time_limit": None, "num_cpus": 1, "seed": 7,
         "shap_rows": 300, "integrity_horizons": [5, 30], "shuffle_repeats": 2}
-
-
-def backtest_available() -> bool:
-    try:
-        from research.backtest import run_backtest  # noqa: F401
-    except ModuleNotFoundError:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +37,11 @@ def test_chain_runs_every_notebook_and_reports(chain, tiny_root):
     assert list(nbs) == list(runner.CHAIN)
     for name, st in nbs.items():
         assert (run_dir / f"{name}.ipynb").exists() and (run_dir / f"{name}.html").exists()
-        if name == "05_backtest" and not backtest_available():
-            assert st["status"] == "failed" and "No module named 'research.backtest'" in st["error"]
-        else:
-            assert st["status"] == "ok", (name, st.get("error"))
+        assert st["status"] == "ok", (name, st.get("error"))
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for name in ("01_data_exploration", "02_targets", "03_selection", "04_modelling", "06_interpretability"):
         assert name in metrics
-    assert metrics["01_data_exploration"]["trainset_source"] == ("feast" if feast_available() else "silver")
+    assert metrics["01_data_exploration"]["trainset_source"] == "feast"
     # integrity: planted lead-lag recovered exactly on the 100 ms grid; shuffled labels near chance
     lead = {r["symbol"]: r for r in metrics["02_targets"]["lead_lag"]}
     assert lead["ETH-USD"]["recovered_lag_s"] == 1.0 and lead["SOL-USD"]["recovered_lag_s"] == 2.5

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from research.trainsets import build_training_set, feast_available, load_training_set, silver_trainset
+from research.trainsets import build_training_set, load_training_set, silver_trainset
 
 LABELS = ["label_dir_mid_5s", "fwd_ret_mid_5s"]
 FEATURES = ["imbalance_l1", "spread_bps", "ofi_sum_1s", "xa_leader_ret_1s"]
@@ -60,7 +60,6 @@ def test_errors_name_the_problem(tiny_root, tmp_path):
         build_training_set(tiny_root, tmp_path, labels=LABELS, source="parquet")
 
 
-@pytest.mark.skipif(not feast_available(), reason="the feature store (l2lab.featurestore) is not installed yet")
 @pytest.mark.timeout(300)
 def test_feast_trainset_equals_the_silver_reference(tiny_root, tmp_path):
     feast = build_training_set(tiny_root, tmp_path / "f", labels=LABELS, features=FEATURES, exchange="sim",
