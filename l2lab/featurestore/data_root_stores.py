@@ -1,10 +1,10 @@
-"""Feast's file registry store and SQLite online store, with a relative ``path`` resolved against the l2lab data
-root (``l2lab.featurestore.paths``) instead of the repo folder.
+"""Feast's file registry store, with a relative ``path`` resolved against the l2lab data root
+(``l2lab.featurestore.paths``) instead of the repo folder.
 
-Feast resolves relative registry and SQLite paths against the repo folder only, and ``feature_store.yaml`` cannot
-say "``$L2LAB_DATA``, else ``../data``". These two thin subclasses, named in ``feature_store.yaml``, make a plain
-``cd feature_repo && feast apply`` write to the same files as ``l2lab feast apply`` and as a test with its own
-temporary data root. Everything else is Feast's own code.
+Feast resolves a relative registry path against the repo folder only, and ``feature_store.yaml`` cannot say
+"``$L2LAB_DATA``, else ``../data``". This thin subclass, named in ``feature_store.yaml``, makes a plain
+``cd feature_repo && feast apply`` write to the same file as ``l2lab feast apply`` and as a test with its own
+temporary data root (the online store, ``l2lab.featurestore.online_store``, resolves its path the same way).
 
 The registry is also written atomically (temporary file + rename): Feast's own store truncates the file and writes
 it in place, so a reader refreshing its registry while a materialization records its interval (a feature server,
@@ -24,13 +24,11 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from feast.infra.online_stores.sqlite import SqliteOnlineStore, SqliteOnlineStoreConfig
 from feast.infra.registry.file import FileRegistryStore
-from feast.repo_config import RegistryConfig, RepoConfig
-from pydantic import StrictStr
+from feast.repo_config import RegistryConfig
 
 from l2lab import atomic
-from l2lab.featurestore.paths import FEAST_DIR, under_data_root
+from l2lab.featurestore.paths import under_data_root
 
 FILE_REGISTRY_FLAG_WARNING = "`serve_features_while_materializing` is enabled but `registry_type` is 'file'"
 
@@ -54,18 +52,3 @@ class DataRootRegistryStore(FileRegistryStore):
         registry_proto.version_id = str(uuid.uuid4())
         registry_proto.last_updated.FromDatetime(datetime.now(timezone.utc))
         atomic.write_bytes(self._filepath, registry_proto.SerializeToString())
-
-
-class DataRootSqliteOnlineStoreConfig(SqliteOnlineStoreConfig):
-    type: StrictStr = "l2lab.featurestore.data_root_stores.DataRootSqliteOnlineStore"  # type: ignore[assignment]
-    path: StrictStr = f"{FEAST_DIR}/online.db"
-
-
-class DataRootSqliteOnlineStore(SqliteOnlineStore):
-    """Feast's SQLite online store; a relative ``path`` is relative to the l2lab data root."""
-
-    @staticmethod
-    def _get_db_path(config: RepoConfig) -> str:
-        path = under_data_root(config.online_store.path, config.repo_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return str(path)

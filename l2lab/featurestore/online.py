@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from feast import FeatureStore
-from feast.data_source import PushMode
+from feast.errors import PushSourceNotFoundException
 
 from kernels import catalog
 from l2lab.featurestore import definitions
@@ -78,9 +78,8 @@ def get_online(store: FeatureStore, symbols, features, grid: str = "1s") -> pd.D
     resp = store.get_online_features(features=_features_arg(store, features, grid),
                                      entity_rows=[{"symbol": s} for s in symbols])
     proto = resp.proto
-    names = list(proto.metadata.feature_names.val)
     columns = {}
-    for name, vector in zip(names, proto.results):
+    for name, vector in zip(proto.metadata.feature_names.val, proto.results):
         if name == "symbol":
             columns[name] = [v.string_val for v in vector.values]
         elif _is_stamp(name):
@@ -90,34 +89,78 @@ def get_online(store: FeatureStore, symbols, features, grid: str = "1s") -> pd.D
     return _frame(columns)
 
 
+def online_matrix(store: FeatureStore, symbols, features, grid: str = "1s") -> np.ndarray:
+    """The live scorer's lookup: float64 ``[symbol, feature]`` in the order given (never written: NaN), no
+    DataFrame built. ``features``: catalog names or ``view:feature`` references of double features."""
+    symbols = [symbols] if isinstance(symbols, str) else list(symbols)
+    refs = feature_refs(tuple(features), grid)
+    proto = store.get_online_features(features=list(refs), entity_rows=[{"symbol": s} for s in symbols]).proto
+    by_name = dict(zip(proto.metadata.feature_names.val, proto.results))
+    out = np.empty((len(refs), len(symbols)), np.float64)
+    for i, ref in enumerate(refs):
+        out[i] = [v.double_val if v.WhichOneof("val") else np.nan for v in by_name[ref.split(":", 1)[1]].values]
+    return out.T
+
+
 def _is_stamp(name: str) -> bool:
     return name == definitions.STAMP_COLUMN or name.endswith(f"__{definitions.STAMP_COLUMN}")
 
 
 def _frame(columns: dict) -> pd.DataFrame:
     """Columns of Python values -> one frame: ``symbol``, stamps as nullable int64 (exact ns), features float64
-    (missing: NaN), in the given order; the float columns become one block (a wide frame is built in one go)."""
+    (missing: NaN), in the given order; built in one go (the float columns as one block)."""
     names = list(columns)
     floats = [c for c in names if c != "symbol" and not _is_stamp(c)]
     n = len(next(iter(columns.values()))) if columns else 0
     matrix = np.array([[np.nan if v is None else v for v in columns[c]] for c in floats], np.float64).reshape(-1, n)
-    df = pd.DataFrame(matrix.T, columns=floats)
-    for i, c in enumerate(names):
-        if c == "symbol":
-            df.insert(i, c, columns[c])
-        elif _is_stamp(c):
-            df.insert(i, c, pd.array(columns[c], dtype="Int64"))
-    return df
+    parts = {c: pd.array(columns[c], dtype="Int64") for c in names if _is_stamp(c)}
+    if "symbol" in columns:
+        parts["symbol"] = pd.array(columns["symbol"], dtype=object)
+    df = pd.concat([pd.DataFrame(parts), pd.DataFrame(matrix.T, columns=floats)], axis=1) if parts else \
+        pd.DataFrame(matrix.T, columns=floats)
+    return df[names]
+
+
+_PUSH_VIEWS: "weakref.WeakKeyDictionary[FeatureStore, dict[str, list[str]]]" = weakref.WeakKeyDictionary()
+
+
+def push_views(store: FeatureStore, source: str) -> list[str]:
+    """The views a push source feeds, resolved once per store object: ``FeatureStore.push`` resolves them on every
+    call by deserializing every view and, after the write, every feature service (~130 ms a call in Feast 0.67).
+    Re-open the store after re-applying changed definitions."""
+    cache = _PUSH_VIEWS.setdefault(store, {})
+    if source not in cache:
+        views = [fv.name for fv in store.list_feature_views(allow_cache=True)
+                 if fv.stream_source is not None and fv.stream_source.name == source]
+        if not views:
+            raise PushSourceNotFoundException(source)
+        cache[source] = views
+    return cache[source]
+
+
+_VIEW_FEATURES: "weakref.WeakKeyDictionary[FeatureStore, dict[str, list[str]]]" = weakref.WeakKeyDictionary()
+
+
+def _view_features(store: FeatureStore, view: str) -> list[str]:
+    """A view's feature names without its stamp, once per store object (``get_feature_view`` rebuilds the view
+    from its proto with type checks on every call: ~8 ms for the 111-feature structural view)."""
+    cache = _VIEW_FEATURES.setdefault(store, {})
+    if view not in cache:
+        fv = store.get_feature_view(view, allow_registry_cache=True)
+        cache[view] = [f.name for f in fv.features if f.name != definitions.STAMP_COLUMN]
+    return cache[view]
 
 
 def push(store: FeatureStore, view: str, df: pd.DataFrame) -> int:
     """Write live rows of ``view`` to the online store through ``<view>_push``; returns the rows pushed.
 
-    ``df`` needs ``symbol``, the stamp (``ts_ns`` int64 UTC ns and/or ``event_timestamp``) and every feature of
-    the view (catalog names). Last write wins: the online store keeps, per symbol, the row pushed last."""
-    fv = store.get_feature_view(view, allow_registry_cache=True)
-    stamp = definitions.STAMP_COLUMN
-    names = [f.name for f in fv.features if f.name != stamp]
+    What ``FeatureStore.push(<view>_push, df, to=ONLINE)`` does (``write_to_online_store`` for every view the
+    source feeds) with the source's views resolved once (``push_views``); none of l2lab's services asks Feast to
+    precompute vectors, the one other thing ``push`` does. ``df`` needs ``symbol``, the stamp (``ts_ns`` int64 UTC
+    ns and/or ``event_timestamp``) and every feature of the view (catalog names). Last write wins: the online store
+    keeps, per symbol, the row pushed last. A row whose features are all missing is dropped by Feast (with a
+    warning), as by ``FeatureStore.push``."""
+    names = _view_features(store, view)
     missing = [n for n in ("symbol", *names) if n not in df.columns]
     if missing:
         raise KeyError(f"push to {view}: missing columns {missing[:5]}{' ...' if len(missing) > 5 else ''}")
@@ -130,7 +173,8 @@ def push(store: FeatureStore, view: str, df: pd.DataFrame) -> int:
         raise KeyError(f"push to {view}: needs ts_ns or event_timestamp")
     out[definitions.STAMP_COLUMN] = ts
     out[definitions.TIMESTAMP_FIELD] = pd.to_datetime(ts, utc=True)
-    store.push(f"{view}_push", out, to=PushMode.ONLINE)
+    for target in push_views(store, f"{view}_push"):
+        store.write_to_online_store(target, out, allow_registry_cache=True)
     return len(out)
 
 
@@ -199,7 +243,10 @@ class FeatureServer:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        argv = feast_argv(["serve", "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"])
+        # --max-requests 0: Feast's default (1000) restarts the only worker every ~1000 requests, resetting the
+        # live scorer's keep-alive connection and serving nothing for a second
+        argv = feast_argv(["serve", "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
+                           "--max-requests", "0"])
         self.proc = subprocess.Popen(argv, env=feast_env(self.data_root), stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + self.ready_timeout_s
@@ -242,6 +289,15 @@ class FeatureServer:
         else:
             body["features"] = list(feature_refs(tuple(features), grid))
         return response_frame(self.post("/get-online-features", body))
+
+    def online_matrix(self, symbols, features, grid: str = "1s") -> np.ndarray:
+        """``online_matrix`` over HTTP: float64 ``[symbol, feature]`` in the order given, missing as NaN."""
+        symbols = [symbols] if isinstance(symbols, str) else list(symbols)
+        refs = feature_refs(tuple(features), grid)
+        resp = self.post("/get-online-features", {"entities": {"symbol": symbols}, "features": list(refs)})
+        by_name = dict(zip(resp["metadata"]["feature_names"], resp["results"]))
+        return np.array([[np.nan if v is None else v for v in by_name[r.split(":", 1)[1]]["values"]] for r in refs],
+                        np.float64).reshape(len(refs), len(symbols)).T
 
 
 def response_frame(resp: dict) -> pd.DataFrame:

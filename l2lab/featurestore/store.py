@@ -21,23 +21,40 @@ from l2lab.featurestore.paths import FEAST_DIR, REPO_PATH
 YAML_NAME = "feature_store.yaml"
 
 
-def repo_config(data_root: str | os.PathLike) -> RepoConfig:
+def repo_config(data_root: str | os.PathLike, folder: str | os.PathLike | None = None) -> RepoConfig:
+    """The repository's configuration for ``data_root``: registry and online store files under
+    ``<data_root>/feast/`` (or under ``folder``: a second, independent registry and online store on the same
+    data, as tests and benchmarks use to compare stores)."""
     root = Path(data_root).resolve()
+    base = Path(folder).resolve() if folder is not None else root
     raw = yaml.safe_load(os.path.expandvars((REPO_PATH / YAML_NAME).read_text()))
     for key in ("registry", "online_store"):
         section = raw[key] if isinstance(raw[key], dict) else {"path": raw[key]}
         if not Path(section["path"]).is_absolute():
-            section["path"] = str(root / section["path"])
+            section["path"] = str(base / section["path"])
         raw[key] = section
-    (root / FEAST_DIR).mkdir(parents=True, exist_ok=True)
+    (base / FEAST_DIR).mkdir(parents=True, exist_ok=True)
     config = RepoConfig(**raw)
     config.repo_path = REPO_PATH
     return config
 
 
-def open_store(data_root: str | os.PathLike) -> FeatureStore:
-    """A ``FeatureStore`` on the repository's configuration with its files under ``<data_root>/feast/``."""
-    return FeatureStore(repo_path=str(REPO_PATH), config=repo_config(data_root))
+def open_store(data_root: str | os.PathLike, folder: str | os.PathLike | None = None) -> FeatureStore:
+    """A ``FeatureStore`` on the repository's configuration with its files under ``<data_root>/feast/`` (or
+    ``<folder>/feast/``, see ``repo_config``)."""
+    return FeatureStore(repo_path=str(REPO_PATH), config=repo_config(data_root, folder))
+
+
+def open_stock_store(data_root: str | os.PathLike, folder: str | os.PathLike) -> FeatureStore:
+    """The same repository on Feast's own local provider and SQLite online store (registry and ``online.db`` in
+    ``folder``; same offline store and data): the baseline l2lab's online store is tested and benchmarked against.
+    Apply it with ``apply(data_root, store=...)``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    raw = repo_config(data_root, folder).model_dump(by_alias=True, exclude={"repo_path"})
+    raw.update(provider="local", registry={"registry_type": "file", "path": str(folder / "registry.db")},
+               online_store={"type": "sqlite", "path": str(folder / "online.db")})
+    return FeatureStore(config=RepoConfig(repo_path=folder, **raw))
 
 
 def apply(data_root: str | os.PathLike, store: FeatureStore | None = None,
