@@ -5,12 +5,12 @@ process) collects it through ccxt and scores every 100 ms row with a small Light
 simulated session. Figures per run: event -> signal p50/p99 (receipt of the frame that made a grid row final ->
 signal written), the per-stage p50/p99, and the signals per second.
 
-Paths, measured in the same run: ``feast`` (push through the views' push sources + Feast online lookup via the
-SDK, the default), ``feast-direct`` (the same rows written with ``write_to_online_store``, see
-``l2lab/live/features.py``) and ``kernel`` (the engine's row scored directly, no Feast: the baseline). Goal: p99 <= 20 ms
-at the real rate. ``L2LAB_BENCH_LIVE_SECONDS`` sets the wall seconds per run (default 20);
-``L2LAB_BENCH_LIVE_SPEEDS`` (default ``1,10``) and ``L2LAB_BENCH_LIVE_PATHS`` (default ``feast,feast-direct,kernel``)
-select the runs.
+Paths, measured in the same run: ``feast`` (rows written to the Feast online store through Feast's provider +
+Feast online lookup via the SDK: the default), ``feast-push`` (the same rows through the views' push sources as
+DataFrames, Feast's public push path; see ``l2lab/live/features.py``) and ``kernel`` (the engine's row scored
+directly, no Feast: the baseline). Goal: p99 <= 20 ms at the real rate. ``L2LAB_BENCH_LIVE_SECONDS`` sets the
+wall seconds per run (default 20); ``L2LAB_BENCH_LIVE_SPEEDS`` (default ``1,10``) and ``L2LAB_BENCH_LIVE_PATHS``
+(default ``feast,feast-push,kernel``) select the runs.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 SECONDS = float(os.environ.get("L2LAB_BENCH_LIVE_SECONDS", "20"))
 SPEEDS = tuple(float(x) for x in os.environ.get("L2LAB_BENCH_LIVE_SPEEDS", "1,10").split(","))
-PATHS = tuple(os.environ.get("L2LAB_BENCH_LIVE_PATHS", "feast,feast-direct,kernel").split(","))
+PATHS = tuple(os.environ.get("L2LAB_BENCH_LIVE_PATHS", "feast,feast-push,kernel").split(","))
 FEATURES = ["imbalance_l1", "imbalance_top5", "spread_bps", "ofi_L0", "ofi_sum_1s", "mid_velocity", "rv_mid_10s",
             "spread_bps_mean_10s", "tf_imbalance_1s", "tf_signed_volume_10s", "ta_zscore_mid_20", "ta_rsi_14"]
 TRAIN_START = 1_767_225_600_000_000_000  # 2026-01-01: apart from the served session
@@ -61,7 +61,7 @@ def _session(root: Path, run_dir: Path, speed: float, path: str) -> dict:
                          record_root=root / name / "capture", ws_url=urls["ws_url"],
                          markets=coinbase_markets(products), duration_s=SECONDS,
                          time_ns=venue_time_source(urls["clock_url"]), feast=path != "kernel",
-                         feast_write="direct" if path == "feast-direct" else "push", warmup_rows=0, stdout=False)
+                         feast_write="push" if path == "feast-push" else "direct", warmup_rows=0, stdout=False)
         session = LiveSession(cfg)
         rep = asyncio.run(session.run())
     finally:
@@ -97,12 +97,12 @@ def run() -> dict:
                       f"signals ({r['signals_per_s']}/s), {r['frames']:,} frames, no signal {r['suppressed']}")
                 print(f"      stages p50/p99 ms: {detail}; grid wait p50 {r['grid_wait_ms'].get('p50_ms')} ms")
             k = out.get(f"kernel_{speed:g}x")
-            for path in ("feast", "feast-direct"):
+            for path in ("feast", "feast-push"):
                 f = out.get(f"{path}_{speed:g}x")
                 if isinstance(f, dict) and isinstance(k, dict) and f["p99_ms"] and k["p99_ms"]:
                     print(f"   {speed:g}x: {path} p99 = {f['p99_ms'] / k['p99_ms']:.1f}x the kernel-only p99")
     goals = {}
-    for path in ("feast", "feast-direct", "kernel"):
+    for path in ("feast", "feast-push", "kernel"):
         r = out.get(f"{path}_1x")
         if isinstance(r, dict) and r.get("p99_ms") is not None:
             goals[path] = r["p99_ms"] <= 20.0

@@ -215,9 +215,7 @@ def research_steps(settings, args) -> None:
     lines, run_dir = demo_run(settings, hours=args.research_hours, seed=args.seed, session=session)
     for line in lines:
         print("      " + line)
-    # The kernel path: through Feast 0.67's push + online read every row arrives stale on 2 cores (push() rebuilds
-    # the registry's views on each call, ~1 s a row), so it would score nothing; `l2lab live` keeps Feast as default.
     print(f"[10/10] live scoring for {args.live_seconds:g} s with the model of {run_dir.name} "
-          f"(streaming kernels -> model; the Feast online path is too slow here, see README: Live scoring)")
-    for line in live_step(settings, run_dir, seconds=args.live_seconds, seed=args.seed, feast=False):
+          f"(streaming kernels -> Feast online store -> model)")
+    for line in live_step(settings, run_dir, seconds=args.live_seconds, seed=args.seed):
         print("      " + line)

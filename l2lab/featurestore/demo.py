@@ -50,10 +50,11 @@ def demo_step(settings, labels=DEMO_LABELS, feature_service: str = DEMO_SERVICE,
     sdk_ms = (time.perf_counter() - t) * 1e3
     lines.append(f"online lookup (SDK) {symbol} x {row.shape[1] - 1} features: {sdk_ms:.2f} ms, "
                  f"mid {row['mid'][0]:.2f}, spread {row['spread_bps'][0]:.3f} bps")
+    refs = online.service_refs(store, feature_service)  # a list: the server rebuilds a named service per request
     with online.FeatureServer(root) as srv:
-        srv.get_online([symbol], feature_service)
+        srv.get_online([symbol], refs)
         t = time.perf_counter()
-        over_http = srv.get_online([symbol], feature_service)
+        over_http = srv.get_online([symbol], refs)
         http_ms = (time.perf_counter() - t) * 1e3
     same = bool(np.array_equal(over_http[row.columns[1:]].to_numpy(float), row[row.columns[1:]].to_numpy(float),
                                equal_nan=True))

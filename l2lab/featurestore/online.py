@@ -178,6 +178,45 @@ def push(store: FeatureStore, view: str, df: pd.DataFrame) -> int:
     return len(out)
 
 
+_VIEW_OBJECTS: "weakref.WeakKeyDictionary[FeatureStore, dict]" = weakref.WeakKeyDictionary()
+
+
+def write_rows(store: FeatureStore, view: str, symbols, ts_ns, columns: dict) -> int:
+    """Live rows of ``view`` straight to the online store through Feast's provider
+    (``Provider.online_write_batch``, what ``write_to_online_store`` ends in), no DataFrame: the live scorer's
+    write. ``symbols``: one per row; ``ts_ns``: int UTC ns per row (also written as the ``ts_ns`` stamp field);
+    ``columns``: feature name -> one float per row; the view's features not given are written as missing (a
+    stale value never survives a new row). Unlike ``push``, a row whose features are all missing is written (it
+    replaces the previous row: features invalid until warm). Returns the rows written."""
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+
+    from l2lab.featurestore.online_store import from_ns
+
+    cache = _VIEW_OBJECTS.setdefault(store, {})
+    if view not in cache:
+        cache[view] = store.get_feature_view(view, allow_registry_cache=True)
+    fv = cache[view]
+    names = _view_features(store, view)
+    unknown = set(columns) - set(names)
+    if unknown:
+        raise KeyError(f"write to {view}: not features of the view: {sorted(unknown)[:5]}")
+    null = ValueProto()
+    rows = []
+    for i, (symbol, ts) in enumerate(zip(symbols, ts_ns)):
+        values = {}
+        for n in names:
+            col = columns.get(n)
+            x = float(col[i]) if col is not None else np.nan
+            values[n] = null if x != x else ValueProto(double_val=x)
+        values[definitions.STAMP_COLUMN] = ValueProto(int64_val=int(ts))
+        rows.append((EntityKeyProto(join_keys=["symbol"], entity_values=[ValueProto(string_val=symbol)]), values,
+                     from_ns(int(ts)), None))
+    if rows:
+        store._get_provider().online_write_batch(store.config, fv, rows, None)
+    return len(rows)
+
+
 def views_with_data(data_root) -> list[str]:
     """Generated views whose source glob matches at least one file under ``data_root``."""
     defs = definitions.build(data_root)

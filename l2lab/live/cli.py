@@ -28,9 +28,9 @@ def register(sub) -> None:
     p.add_argument("--out", help="output folder (default: RUN_DIR/live/<UTC start>)")
     p.add_argument("--no-feast", action="store_true", help="score from the kernels directly (no Feast online store)")
     p.add_argument("--feast-http", action="store_true", help="online lookups through Feast's HTTP feature server")
-    p.add_argument("--feast-write", choices=["push", "direct"], default="push",
-                   help="push: through each view's push source (default); direct: FeatureStore.write_to_online_store "
-                        "(the same write without the per-push registry lookup)")
+    p.add_argument("--feast-write", choices=["push", "direct"], default="direct",
+                   help="direct: rows handed to Feast's provider, no DataFrame (default); push: through each view's "
+                        "push source with a DataFrame (Feast's public push path)")
     p.add_argument("--leader", default="BTC-USD", help="cross-asset leader symbol (default BTC-USD)")
     p.add_argument("--record-features", action="store_true", help="also write every live feature row (Parquet)")
     p.add_argument("--all-features", action="store_true", help="compute and push every book family (default: the "

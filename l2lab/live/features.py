@@ -1,14 +1,12 @@
 """Where the scorer gets the model's feature vector from.
 
-* :class:`FeastOnline` (default): every new row is pushed to the Feast online store through its view's push
-  source (``<family>_<grid>_push``, via ``l2lab.featurestore.online.push``) and the model's vector is read back
-  with a Feast online lookup (``online_matrix``: the SDK; or the HTTP feature server with ``http=True``). The views
-  holding the model's features are pushed before the lookup (on the signal's path); the others right after the
-  signal is out, so the online store holds every feature of the row for other readers.
-  ``write="direct"`` writes the same rows with ``FeatureStore.write_to_online_store(view, df)`` for the view
-  itself, without resolving the push source (``online.push`` resolves it once per store; Feast's own
-  ``FeatureStore.push`` did it on every call, ~130 ms). Both go through l2lab's provider and online store
-  (``feature_store.yaml``): a one-row write of the 111-feature structural view went from 28 ms to ~1 ms.
+* :class:`FeastOnline` (default): every new row is written to the Feast online store and the model's vector is
+  read back with a Feast online lookup (``online_matrix``: the SDK; or the HTTP feature server with
+  ``http=True``). The views holding the model's features are written before the lookup (on the signal's path);
+  the others right after the signal is out, so the online store holds every feature of the row for other
+  readers. ``write="direct"`` (default) hands the rows to Feast's provider (``online.write_rows``: what
+  ``write_to_online_store`` ends in, without a DataFrame); ``write="push"`` goes through each view's push source
+  with a DataFrame (``online.push``: Feast's public push path, a few ms more per view).
 * :class:`KernelDirect`: the vector straight from the engine's row (no Feast): the baseline the benchmark
   compares with, and what ``l2lab live --no-feast`` runs.
 """
@@ -45,13 +43,13 @@ class FeastOnline:
 
     name = "feast"
 
-    def __init__(self, data_root, grid: str, *, http: bool = False, write: str = "push"):
+    def __init__(self, data_root, grid: str, *, http: bool = False, write: str = "direct"):
         from l2lab.featurestore.store import ensure_applied
 
         if write not in ("push", "direct"):
             raise ValueError(f"write must be push or direct, got {write!r}")
         self.write = write
-        self.name = "feast" if write == "push" else "feast-direct"
+        self.name = "feast" if write == "direct" else "feast-push"
         self.grid = grid
         self.store = ensure_applied(data_root)
         self.server = None
@@ -80,9 +78,7 @@ class FeastOnline:
         return self._views[view]
 
     def _push(self, rows, families) -> None:
-        import pandas as pd
-
-        from l2lab.featurestore.online import push
+        from l2lab.featurestore.online import push, write_rows
 
         for fam in families:
             view = self._view(fam)
@@ -90,16 +86,16 @@ class FeastOnline:
             use = [r for r in rows if fam != "cross_asset" or r.xa_avail_ns is not None]
             if not use:
                 continue
-            ts = np.array([r.t_ns for r in use], np.int64)
-            df = pd.DataFrame({"symbol": [r.symbol for r in use], "ts_ns": ts,
-                               **{n: np.array([r.values.get(n, np.nan) for r in use], np.float64) for n in names}})
-            if self.write == "push":
-                push(self.store, view, df)
+            ts = [r.t_ns for r in use]
+            columns = {n: [r.values.get(n, np.nan) for r in use] for n in names}
+            if self.write == "direct":
+                write_rows(self.store, view, [r.symbol for r in use], ts, columns)
             else:
-                from l2lab.featurestore.definitions import TIMESTAMP_FIELD
+                import pandas as pd
 
-                df[TIMESTAMP_FIELD] = pd.to_datetime(ts, utc=True)
-                self.store.write_to_online_store(view, df, allow_registry_cache=True)
+                push(self.store, view, pd.DataFrame({"symbol": [r.symbol for r in use],
+                                                     "ts_ns": np.array(ts, np.int64),
+                                                     **{n: np.array(v, np.float64) for n, v in columns.items()}}))
 
     def push_needed(self, rows, features) -> None:
         fams = list(dict.fromkeys(self._family[f] for f in features))

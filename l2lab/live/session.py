@@ -55,7 +55,7 @@ class LiveConfig:
     time_ns: object = time.time_ns  # the receive clock (a venue clock mapping for accelerated simulators)
     feast: bool = True  # False: the kernel-only path (no Feast)
     feast_http: bool = False  # online lookups through the HTTP feature server instead of the SDK
-    feast_write: str = "push"  # push: FeatureStore.push through <view>_push; direct: write_to_online_store(view)
+    feast_write: str = "direct"  # direct: rows to Feast's provider (online.write_rows); push: online.push, a frame
     leader: str = "BTC-USD"  # cross-asset leader (used when the model reads cross-asset features)
     extra_grids_ms: tuple = ()  # grids computed besides the model's (recorded with record_features)
     record_features: bool = False  # write every live feature row to <out>/features_<grid>.parquet at the end
@@ -145,6 +145,8 @@ class LiveSession:
         self.source = None
         self.collector = None
         self._work: queue.Queue | None = None
+        self._rest_pending: dict[str, LiveRow] = {}
+        self._needed_written: dict[str, int] = {}  # symbol -> grid time of its row whose model families are online
         self._worker: threading.Thread | None = None
         self._worker_error: BaseException | None = None
 
@@ -289,22 +291,54 @@ class LiveSession:
             self._process(rows, timer)
 
     def _work_loop(self) -> None:
-        """The scoring thread (Feast paths): rows in order, one batch after the other."""
-        while True:
-            job = self._work.get()
-            if job is None:
-                return
+        """The scoring thread (Feast paths): rows in order. Whatever queued up while a batch was processed is taken
+        together, and the online store's copy of the rows not on a signal's path is written once per symbol for
+        the lot (its newest row) instead of once per row: a scorer that fell behind catches up."""
+        done = False
+        while not done:
+            jobs = [self._work.get()]
+            while True:
+                try:
+                    jobs.append(self._work.get_nowait())
+                except queue.Empty:
+                    break
+            if None in jobs:
+                done = True
+                jobs = jobs[:jobs.index(None)]
             if self._worker_error is not None:
                 continue
             try:
-                self._process(*job)
+                for job in jobs:
+                    self._process(*job, flush=False)
+                self._flush_rest()
             except BaseException as exc:  # reported when the session ends
                 self._worker_error = exc
                 log.error("scoring failed: %r", exc)
                 self._loop.call_soon_threadsafe(self.stop)
 
-    def _process(self, rows: list[LiveRow], timer: bool) -> None:
-        """Gates, risk, push -> online fetch -> score -> emit for final rows of the model's grid."""
+    def _defer_rest(self, rows: list[LiveRow]) -> None:
+        """Rows whose online copy is still to be written in full; per symbol the newest one is kept."""
+        for r in rows:
+            cur = self._rest_pending.get(r.symbol)
+            if cur is None or r.t_ns >= cur.t_ns:
+                self._rest_pending[r.symbol] = r
+
+    def _flush_rest(self) -> None:
+        """Write the pending rows to the online store, which follows every row, valid or not, as silver does: per
+        symbol its newest row, every family (a scored row's model families were written before its lookup and
+        are not written again). Only the newest is written, so an older row never overwrites a newer one."""
+        if not self._rest_pending:
+            return
+        rows = sorted(self._rest_pending.values(), key=lambda r: r.t_ns)
+        self._rest_pending.clear()
+        unwritten = [r for r in rows if self._needed_written.get(r.symbol) != r.t_ns]
+        if unwritten:
+            self.source.push_needed(unwritten, self.scorer.meta.features)
+        self.source.push_rest(rows)
+
+    def _process(self, rows: list[LiveRow], timer: bool, flush: bool = True) -> None:
+        """Gates, risk, push -> online fetch -> score -> emit for final rows of the model's grid; the rows' full
+        online copy is written at the end (``flush``) or by the caller (``_work_loop``)."""
         self.report.rows += len(rows)
         if timer:
             self.report.timer_rows += len(rows)
@@ -339,11 +373,9 @@ class LiveSession:
                 ready.append(r)
         for batch in rounds(ready):
             self._score(batch, alarms, now)
-        ready_ids = {id(r) for r in ready}
-        not_ready = [r for r in rows if id(r) not in ready_ids]
-        if not_ready:  # the online store follows every row, valid or not (as silver does)
-            self.source.push_needed(not_ready, self.scorer.meta.features)
-            self.source.push_rest(not_ready)
+        self._defer_rest(rows)
+        if flush:
+            self._flush_rest()
 
     def _score(self, rows: list[LiveRow], alarms: dict, now: int) -> None:
         current = self.scorer.current  # one model for the whole batch, even if a reload swaps it meanwhile
@@ -351,6 +383,8 @@ class LiveSession:
         features = meta.features
         t0 = time.perf_counter_ns()
         self.source.push_needed(rows, features)
+        for r in rows:
+            self._needed_written[r.symbol] = r.t_ns
         t1 = time.perf_counter_ns()
         X = self.source.fetch(rows, features)
         t2 = time.perf_counter_ns()
@@ -376,7 +410,7 @@ class LiveSession:
                 self.lat.add("emit", t4 - t3)
                 self.lat.add("event_to_signal", t4 - r.trigger.t_recv_perf_ns)
         self.report.signals = self.sink.count
-        self.source.push_rest(rows)
+        self.sink.tick()
 
     # -- the end --------------------------------------------------------------------------------------------
     def _finish(self, col_report, wall_s: float) -> None:

@@ -43,6 +43,10 @@ class SignalSink:
             sys.stdout.flush()
         if self.jlog is not None:
             self.jlog.write("signal", **rec)
+
+    def tick(self) -> None:
+        """Write the buffered signals to Parquet if ``flush_every_s`` has passed; called after a round of signals
+        is out, so the file write (fsync) is never inside a signal's latency."""
         if time.monotonic() - self._last_flush > self.flush_every_s:
             self.flush()
 

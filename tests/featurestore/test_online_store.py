@@ -181,3 +181,26 @@ def test_frame_rows_leaves_other_frames_to_feast():
     assert frame_rows(fv, df.astype({"i64": np.float64})) is None  # ints held as floats
     assert frame_rows(fv, df.assign(name=[1] * 10)) is None  # not strings
     assert frame_rows(fv, df.drop(columns=["i32"])) is None  # Feast raises its own error
+
+
+def test_write_rows_equals_a_push_of_the_same_rows(pair):
+    ours, _ = pair
+    names = [f.name for f in ours.get_feature_view("rolling_1s").features if f.name != definitions.STAMP_COLUMN]
+    rng = np.random.default_rng(4)
+    t = START + 90 * S
+    values = {n: rng.normal(size=2) for n in names}
+    values[names[3]][1] = np.nan
+    refs = [f"rolling_1s:{n}" for n in names] + ["rolling_1s:ts_ns"]
+    rows = [{"symbol": "AAA-USD"}, {"symbol": "BBB-USD"}]
+    online.push(ours, "rolling_1s", pd.DataFrame({"symbol": ["AAA-USD", "BBB-USD"], "ts_ns": [t, t + 1], **values}))
+    pushed = ours.get_online_features(features=refs, entity_rows=rows).proto
+    assert online.write_rows(ours, "rolling_1s", ["BBB-USD", "AAA-USD"], [t + 1, t],
+                             {n: v[::-1] for n, v in values.items()}) == 2
+    assert ours.get_online_features(features=refs, entity_rows=rows).proto == pushed
+    # features not given are written as missing; an all-missing row is written, not dropped
+    online.write_rows(ours, "rolling_1s", ["AAA-USD"], [t + 5], {})
+    got = online.online_matrix(ours, ["AAA-USD", "BBB-USD"], [f"rolling_1s:{n}" for n in names[:4]])
+    assert np.isnan(got[0]).all() and got[1, 0] == values[names[0]][1] and np.isnan(got[1, 3])
+    assert online.get_online(ours, ["AAA-USD"], ["rolling_1s:ts_ns"])["ts_ns"][0] == t + 5
+    with pytest.raises(KeyError, match="not features of the view"):
+        online.write_rows(ours, "rolling_1s", ["AAA-USD"], [t], {"nope": [1.0]})
