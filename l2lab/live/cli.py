@@ -37,6 +37,8 @@ def register(sub) -> None:
                                                                "families the model reads, plus structural)")
     p.add_argument("--extra-grids-ms", default="", help="grids computed besides the model's, e.g. 100")
     p.add_argument("--stale-after", type=float, default=5.0, help="seconds after which a row is stale (default 5)")
+    p.add_argument("--score-every-row", action="store_true", help="when behind, score every queued row (default: "
+                                                                  "only each symbol's newest; the rest 'superseded')")
     p.add_argument("--warmup-rows", type=int, help="valid rows after a gap before scoring (default: the longest "
                                                    "window of the model's features)")
     p.add_argument("--quiet", action="store_true", help="no JSON lines on stdout")
@@ -67,7 +69,8 @@ def run(args) -> int:
                      feast_write=args.feast_write,
                      leader=args.leader, record_features=args.record_features, all_features=args.all_features,
                      extra_grids_ms=tuple(int(g) for g in args.extra_grids_ms.split(",") if g.strip()),
-                     stale_after_s=args.stale_after, warmup_rows=args.warmup_rows, stdout=not args.quiet)
+                     stale_after_s=args.stale_after, warmup_rows=args.warmup_rows, stdout=not args.quiet,
+                     conflate=not args.score_every_row)
     if args.venue_clock:
         cfg.time_ns = venue_time_source(args.venue_clock)
     if args.rest_url:

@@ -10,7 +10,8 @@ Gates (no signal, counted by reason in the report): ``invalid`` (the batch valid
 snapshot, or a book older than 60 s), ``stale`` (the row's last input is older than ``stale_after_s`` at its
 grid time, or the row is finalized more than ``stale_after_s`` after its grid time), ``warming`` (fewer
 consecutive valid rows than the model's longest feature window needs, see :func:`warmup_rows`; after a gap
-every window must refill before the model sees it again).
+every window must refill before the model sees it again), ``superseded`` (the scorer fell behind and a newer row
+of the symbol was already queued: only the newest is scored, ``conflate``).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class LiveConfig:
     all_features: bool = False  # compute (and push) every book family, not only those the model reads
     timer_s: float = 0.05
     stale_after_s: float = 5.0
+    conflate: bool = True  # behind: score only each symbol's newest queued row (the others: "superseded")
     warmup_rows: int | None = None  # None: from the model's features (warmup_rows)
     cusum: dict = field(default_factory=dict)  # Cusum(...) keyword arguments
     kill: dict = field(default_factory=dict)  # VarKillSwitch(...) keyword arguments
@@ -292,8 +294,10 @@ class LiveSession:
 
     def _work_loop(self) -> None:
         """The scoring thread (Feast paths): rows in order. Whatever queued up while a batch was processed is taken
-        together, and the online store's copy of the rows not on a signal's path is written once per symbol for
-        the lot (its newest row) instead of once per row: a scorer that fell behind catches up."""
+        together: only each symbol's newest row is scored (``conflate``; the older ones count as ``superseded``:
+        a signal for a row a newer one has replaced is of no use) and the online store's copy of the rows is
+        written once per symbol (the newest row) instead of once per row, so a scorer that fell behind catches up
+        instead of emitting ever older signals."""
         done = False
         while not done:
             jobs = [self._work.get()]
@@ -308,8 +312,13 @@ class LiveSession:
             if self._worker_error is not None:
                 continue
             try:
-                for job in jobs:
-                    self._process(*job, flush=False)
+                rows = []
+                for job_rows, timer in jobs:
+                    rows += job_rows
+                    if timer:
+                        self.report.timer_rows += len(job_rows)
+                if rows:
+                    self._process(rows, False, flush=False, newest_only=self.cfg.conflate and len(jobs) > 1)
                 self._flush_rest()
             except BaseException as exc:  # reported when the session ends
                 self._worker_error = exc
@@ -336,9 +345,10 @@ class LiveSession:
             self.source.push_needed(unwritten, self.scorer.meta.features)
         self.source.push_rest(rows)
 
-    def _process(self, rows: list[LiveRow], timer: bool, flush: bool = True) -> None:
+    def _process(self, rows: list[LiveRow], timer: bool, flush: bool = True, newest_only: bool = False) -> None:
         """Gates, risk, push -> online fetch -> score -> emit for final rows of the model's grid; the rows' full
-        online copy is written at the end (``flush``) or by the caller (``_work_loop``)."""
+        online copy is written at the end (``flush``) or by the caller (``_work_loop``). ``newest_only``: score
+        only each symbol's newest ready row (see ``_work_loop``)."""
         self.report.rows += len(rows)
         if timer:
             self.report.timer_rows += len(rows)
@@ -371,6 +381,10 @@ class LiveSession:
                 risk.last_pos = 0
             else:
                 ready.append(r)
+        if newest_only:
+            newest = {r.symbol: r for r in ready}
+            self.suppressed["superseded"] += len(ready) - len(newest)
+            ready = [r for r in ready if newest[r.symbol] is r]
         for batch in rounds(ready):
             self._score(batch, alarms, now)
         self._defer_rest(rows)
