@@ -52,6 +52,13 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("start_ms", pa.int64()), ("end_ms", pa.int64()), ("dataset", pa.string()), ("detail", pa.string()),
     ]),
 }
+# Parquet dictionary encoding only where it pays: for the event streams' 64-bit columns (times, sequence numbers,
+# prices, sizes, trade ids) the writer builds a dictionary, finds it too large and falls back, which cost 20% of
+# the write and made the files larger (8.5 MB vs 7.3 MB for 574k L2 rows with zstd); the small codes keep it.
+DICTIONARY_COLUMNS = {
+    "l2_events": ["kind", "side", "flags", "price_exp", "size_exp"],
+    "trades": ["side", "price_exp", "size_exp"],
+}
 # datasets partitioned by symbol; the others by exchange only
 PER_SYMBOL = {"l2_events", "trades", "ohlcv_1m", "funding", "venue_gaps"}
 # the time column (and its unit in ns) that chooses a row's hour partition
@@ -109,7 +116,7 @@ class BronzeWriter:
             first = int(t_ns[idx[0]])
             suffix = name_tag if name_tag else f"{os.getpid()}-{next(self._counter)}"
             path = folder / f"part-{first}-{suffix}.parquet"
-            atomic.write_parquet(path, part)
+            atomic.write_parquet(path, part, use_dictionary=DICTIONARY_COLUMNS.get(dataset, True))
             out.append(path)
             self.rows_written[dataset] += part.num_rows
         self.files_written.extend(out)

@@ -51,15 +51,16 @@ def write_json(target: str | os.PathLike, obj: Any) -> None:
     write_bytes(target, (json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n").encode())
 
 
-def write_parquet(target: str | os.PathLike, table) -> None:
-    """Write a pyarrow Table (or pandas DataFrame) atomically."""
+def write_parquet(target: str | os.PathLike, table, **options) -> None:
+    """Write a pyarrow Table (or pandas DataFrame) atomically, zstd-compressed; ``options``: more
+    ``pyarrow.parquet.write_table`` arguments."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     if not isinstance(table, pa.Table):
         table = pa.Table.from_pandas(table, preserve_index=False)
     with atomic_path(target) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="zstd", **options)
 
 
 def _jsonable(obj: Any) -> Any:
