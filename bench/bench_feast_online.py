@@ -1,4 +1,4 @@
-"""Online feature lookups for the live scorer: 1 entity x every feature of ``book_1s`` (223 features, 7 views).
+"""Online feature lookups for the live scorer: 1 entity x every feature of ``book_1s`` (219 features, 7 views).
 
 Goals (issue 5): p99 <= 2 ms through Feast's SDK (``FeatureStore.get_online_features``), p99 <= 5 ms through
 Feast's HTTP feature server (``feast serve``, ``POST /get-online-features``). The repository's configuration

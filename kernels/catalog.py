@@ -53,6 +53,12 @@ class FeatureSpec:
     params: dict = field(default_factory=dict)
     forward_reach: int = 0  # rows ahead it reads: always 0 for a feature
 
+    def defined_on(self, step_ns: int) -> bool:
+        """Whether the feature has values on a grid of ``step_ns``: a lag (``params["lag_ms"]``) that is not a whole
+        number of grid steps has none (every row null, e.g. a 500 ms cross-correlation lag on the 1 s grid)."""
+        lag_ms = self.params.get("lag_ms")
+        return lag_ms is None or (lag_ms * 1_000_000) % step_ns == 0
+
     def __post_init__(self):
         if self.table not in TABLES:
             raise ValueError(f"feature {self.name}: table {self.table!r} not in {TABLES}")

@@ -29,11 +29,16 @@ from l2lab import atomic
 KEY_COLUMNS = ("symbol", "ts_ns", "event_timestamp")
 
 
-def book_features() -> list[str]:
-    """Catalog feature names computed on the book grids (tables book and cross_asset; the same on every grid)."""
+def book_features(grid: str | None = None) -> list[str]:
+    """Catalog feature names computed on the book grids (tables book and cross_asset); with ``grid`` (``1s``,
+    ``100ms``) only those with values on it (what its Feast views hold: a lag that is not a whole number of
+    steps has none)."""
     from kernels import catalog
 
-    return [s.name for s in catalog.features() if s.table in ("book", "cross_asset")]
+    step_ns = None if grid is None else int(float(grid[:-2]) * 1e6) if grid.endswith("ms") else int(
+        float(grid[:-1]) * 1e9)
+    return [s.name for s in catalog.features()
+            if s.table in ("book", "cross_asset") and (step_ns is None or s.defined_on(step_ns))]
 
 
 def silver_trainset(data_root, out_dir, *, grid: str = "1s", labels: list[str], features: list[str] | None = None,
@@ -46,7 +51,7 @@ def silver_trainset(data_root, out_dir, *, grid: str = "1s", labels: list[str], 
     from kernels.pipeline import catalog_hash
 
     root, out = Path(data_root), Path(out_dir)
-    features = list(features) if features is not None else book_features()
+    features = list(features) if features is not None else book_features(grid)
     if not labels:
         raise ValueError("silver_trainset: at least one label is needed")
     known_labels = {s.name for s in catalog.labels()}

@@ -33,6 +33,7 @@ from kernels import catalog
 from kernels.pipeline import DEFAULT_GRIDS_MS, grid_name
 
 GRIDS = tuple(grid_name(g) for g in DEFAULT_GRIDS_MS)  # ("100ms", "1s")
+GRID_STEP_NS = {grid_name(g): g * 1_000_000 for g in DEFAULT_GRIDS_MS}
 BOOK_FAMILIES = ("structural", "dynamic", "rolling", "advanced", "trade_flow", "technical")
 GOLD_TABLES = ("hourly", "cross_sectional")
 TIMESTAMP_FIELD = "event_timestamp"
@@ -103,6 +104,8 @@ class Definitions:
         name = view_name(spec.family, grid)
         if name not in self.views:
             raise KeyError(f"no feature view {name!r} for {feature!r}")
+        if feature not in self.view_features[name]:
+            raise KeyError(f"{feature!r} has no values on the {grid} grid (its lag is not a whole number of steps)")
         return name
 
 
@@ -117,7 +120,8 @@ def build(data_root: str | Path) -> Definitions:
     for s in specs:
         grids = GRIDS if s.table in ("book", "cross_asset") else (None,)
         for g in grids:
-            groups.setdefault((s.family, s.table, g), []).append(s)
+            if g is None or s.defined_on(GRID_STEP_NS[g]):  # a feature with no value on a grid is not in its view
+                groups.setdefault((s.family, s.table, g), []).append(s)
     for (family, table, grid), fam_specs in groups.items():
         name = view_name(family, grid)
         where = f"{table} table" + (f", {grid} grid" if grid else "")

@@ -103,8 +103,10 @@ class LiveReport:
 
 def warmup_rows(features: list[str], step_ns: int) -> int:
     """Rows a feature row needs after a gap before every window of ``features`` holds valid rows only: the
-    catalog windows' time terms summed ('300 s + 4 s'), row counts ('20 rows', '100 returns') times the step,
-    the larger of the two, over all features (conservative: an EWMA counts one span)."""
+    catalog windows' time terms summed ('300 s + 4 s', 'half-life 10 s'), row counts ('20 rows', '100 returns')
+    times the step, and EWMAs counted as one span each ('EWMA span 10 rows': 10; 'EWMA alpha 1/14': 14; 'EWMA
+    lambda 0.94': 1 / (1 - 0.94) = 17; chained or combined 'EWMA spans 12, 26, 9': their sum, 47), the largest
+    of these over all features (conservative)."""
     specs = catalog.by_name()
     need_ns = 0
     for f in features:
@@ -112,6 +114,17 @@ def warmup_rows(features: list[str], step_ns: int) -> int:
         secs = sum(float(v) * (1e-3 if u == "ms" else 1.0)
                    for v, u in re.findall(r"(\d+(?:\.\d+)?)\s*(ms|s)\b", w))
         rows = [float(v) for v, _ in re.findall(r"(\d+(?:\.\d+)?)\s*(rows?|returns)\b", w)]
+        if "EWMA" in w:
+            spans = re.search(r"EWMA spans? ([\d, ]+)", w)
+            if spans:
+                rows.append(sum(float(v) for v in re.findall(r"\d+", spans.group(1))))
+            alpha = re.search(r"alpha (\d+(?:\.\d+)?)(?:/(\d+(?:\.\d+)?))?", w)
+            if alpha:
+                a = float(alpha.group(1)) / (float(alpha.group(2)) if alpha.group(2) else 1.0)
+                rows.append(math.ceil(1.0 / a))
+            lam = re.search(r"lambda (0?\.\d+)", w)
+            if lam:
+                rows.append(math.ceil(1.0 / (1.0 - float(lam.group(1)))))
         need_ns = max(need_ns, int(secs * 1e9), int(max(rows, default=0) * step_ns))
     return int(math.ceil(need_ns / step_ns))
 

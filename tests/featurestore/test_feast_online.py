@@ -64,7 +64,7 @@ def test_lookup_sdk_and_http_equal_the_silver_row(feast_root, feast_store, serve
     # a whole service: one row, every feature of the grid, same values over HTTP
     svc = online.get_online(feast_store, "ETH-USD", "book_1s")
     svc_http = served.get_online("ETH-USD", "book_1s")
-    assert svc.shape == (1, 224) and svc_http.shape == (1, 224)
+    assert svc.shape == (1, 220) and svc_http.shape == (1, 220)
     pd.testing.assert_frame_equal(svc, svc_http[svc.columns])
     assert svc["mid"][0] == latest(book, "ETH-USD", START + 60 * S)["mid"]
 
