@@ -16,7 +16,11 @@ times it against the stock store and a raw DuckDB ``ASOF LEFT JOIN`` (README, Be
 Design: per feature view, read the needed columns of its FileSource once with DuckDB (folder, glob or file; hive
 partition columns such as ``symbol`` come from the path; see ``parquet_source``), match every entity row to one
 feature row with an ASOF join on narrow (keys, time, row-id) tables (``pit_join.match_rows``), then gather the
-feature columns with Arrow ``take`` and append them to the entity table. The entity rows come back unchanged and
+feature columns with Arrow ``take`` and append them to the entity table. When no two of the view's rows share
+keys and event time (checked first, on the keys and times only) and no created-time cutoff is asked for, each
+entity row's match is unique and, for fewer than ``DIRECT_MAX_ENTITY_ROWS`` entity rows, one ASOF join reads the
+features in the same pass (``direct_asof``: what a DuckDB user would write; 1.3x faster at 1k entity rows, slower
+at 1M); the general path handles ties and large entity sets. The entity rows come back unchanged and
 in their original order (duplicates included); on-demand feature views are applied by Feast's ``RetrievalJob``.
 
 Semantics matched (checked against Feast's stock DuckDB store and a brute-force reference in
@@ -55,6 +59,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 from feast.data_source import DataSource
@@ -80,6 +85,11 @@ from l2lab.featurestore.parquet_source import ParquetSource, literal, quote
 
 STORE_TYPE = "l2lab.featurestore.offline_store.L2labOfflineStore"
 MAX_IN_LIST = 1000  # distinct entity keys up to which the source read is filtered on them
+# Entity rows below which a view without time ties is joined in one pass (``direct_asof``). Carrying the features
+# through the ASOF join costs per entity row, the general path's full read per feature row: on 500k feature rows x
+# 20 features the one pass took 0.97 s for 1k entity rows (general 1.25 s), 1.34 s for 50k (1.50 s) and 2.06 s
+# for 200k (1.89 s); for 1M it was 4.7 s against 2.9 s.
+DIRECT_MAX_ENTITY_ROWS = 100_000
 
 
 class L2labOfflineStoreConfig(FeastConfigBaseModel):
@@ -175,10 +185,11 @@ def key_filter(column: str, source_type: str, values: pa.ChunkedArray) -> str | 
     return f"{quote(column)} IN ({', '.join(items)})" if items else "false"
 
 
-def read_view(con: duckdb.DuckDBPyConnection, plan: ViewPlan, ts_min: int, ts_max: int,
-              entity: pa.Table | None = None) -> pa.Table:
-    """The view's rows that can match entity times in [ts_min, ts_max] (and, given the entity rows, their keys):
-    ``__k*``, ``__ts``, ``__cts``, features."""
+def view_sql(con: duckdb.DuckDBPyConnection, plan: ViewPlan, ts_min: int, ts_max: int,
+             entity: pa.Table | None = None, feature_alias: Callable[[int, str], str] | None = None) -> str:
+    """The query of the view's rows that can match entity times in [ts_min, ts_max] (and, given the entity rows,
+    their keys): ``__k*``, ``__ts``, ``__cts`` (with a created column), then the features, each named by
+    ``feature_alias(position, output name)`` (default: its output name)."""
     src = plan.source
     need = {col: "join key" for col, _ in plan.keys}
     need[plan.ts] = "timestamp_field"
@@ -190,7 +201,8 @@ def read_view(con: duckdb.DuckDBPyConnection, plan: ViewPlan, ts_min: int, ts_ma
     cols = [f"{quote(col)} AS __k{i}" for i, (col, _) in enumerate(plan.keys)] + [f"{ts} AS __ts"]
     if plan.created:
         cols.append(f"{src.ns_expr(con, plan.created)} AS __cts")
-    cols += [f"{quote(col)} AS {quote(out)}" for col, out in plan.features]
+    alias = feature_alias or (lambda j, out: out)
+    cols += [f"{quote(col)} AS {quote(alias(j, out))}" for j, (col, out) in enumerate(plan.features)]
     where = [f"{ts} <= {ts_max}"]
     if plan.ttl_ns and plan.ttl_ns < pit_join.MAX_TTL_NS:
         where.append(f"{ts} >= {ts_min - plan.ttl_ns}")
@@ -198,7 +210,52 @@ def read_view(con: duckdb.DuckDBPyConnection, plan: ViewPlan, ts_min: int, ts_ma
         cond = key_filter(col, src.types(con)[col], entity[entity_col])
         if cond:
             where.append(cond)
-    return con.execute(f"SELECT {', '.join(cols)} FROM {src.sql()} WHERE {' AND '.join(where)}").to_arrow_table()
+    return f"SELECT {', '.join(cols)} FROM {src.sql()} WHERE {' AND '.join(where)}"
+
+
+def read_view(con: duckdb.DuckDBPyConnection, plan: ViewPlan, ts_min: int, ts_max: int,
+              entity: pa.Table | None = None) -> pa.Table:
+    """The view's rows that can match entity times in [ts_min, ts_max] (and, given the entity rows, their keys):
+    ``__k*``, ``__ts``, ``__cts``, features."""
+    return con.execute(view_sql(con, plan, ts_min, ts_max, entity)).to_arrow_table()
+
+
+def has_time_ties(con: duckdb.DuckDBPyConnection, sql: str, n_keys: int) -> bool:
+    """Whether two rows of the query ``sql`` (``view_sql``) share keys and a (non-null) time."""
+    parts = ", ".join([f"__k{i}" for i in range(n_keys)] + ["__ts"])
+    return con.execute(f"SELECT count(*) FROM (SELECT {parts} FROM ({sql}) WHERE __ts IS NOT NULL "
+                       f"GROUP BY {parts} HAVING count(*) > 1)").fetchone()[0] > 0
+
+
+def direct_asof(con: duckdb.DuckDBPyConnection, entity: pa.Table, sql: str, n_keys: int, n_features: int,
+                ttl_ns: int | None) -> tuple[pa.Table, np.ndarray]:
+    """One ASOF join of the entity rows (``__k*``, ``__ts``) with the view query ``sql`` (features aliased
+    ``__f<j>``), valid when no two feature rows share keys and time (``has_time_ties``): then the row each entity
+    row matches is unique, and the join reads the feature columns in the same pass (no narrow match + gather).
+    Returns the joined features and, per entity row, its row in them (-1: no match, or older than the TTL)."""
+    n = entity.num_rows
+    ent = pa.table({**{f"__k{i}": entity[f"__k{i}"] for i in range(n_keys)}, "__ts": entity["__ts"],
+                    "__row": pa.array(np.arange(n, dtype=np.int64))})
+    on = " AND ".join([f"e.__k{i} = f.__k{i}" for i in range(n_keys)] + ["e.__ts >= f.__ts"])
+    feats = ", ".join(f'f."__f{j}"' for j in range(n_features))
+    con.register("__pit_entity", ent)
+    try:
+        joined = con.execute(
+            f"SELECT e.__row, e.__ts AS __ets, f.__ts AS __fts{', ' + feats if feats else ''} "
+            f"FROM (SELECT * FROM __pit_entity WHERE __ts IS NOT NULL) e "
+            f"ASOF LEFT JOIN (SELECT * FROM ({sql}) WHERE __ts IS NOT NULL) f ON {on}").to_arrow_table()
+    finally:
+        con.unregister("__pit_entity")
+    matched = ~joined["__fts"].is_null().to_numpy(zero_copy_only=False)
+    ttl = int(ttl_ns) if ttl_ns and 0 < ttl_ns < pit_join.MAX_TTL_NS else None
+    if ttl is not None:  # int64 ns throughout (a null-holding column would come out as float64)
+        fts = pa.compute.fill_null(joined["__fts"], 0).to_numpy()
+        ets = joined["__ets"].to_numpy()
+        matched &= fts >= ets - ttl
+    idx = np.full(n, -1, dtype=np.int64)
+    rows = joined["__row"].to_numpy()
+    idx[rows[matched]] = np.flatnonzero(matched)
+    return joined, idx
 
 
 def point_in_time_join(con: duckdb.DuckDBPyConnection, entity: pa.Table, ts_col: str, plans: list[ViewPlan],
@@ -238,14 +295,22 @@ def _join_group(con: duckdb.DuckDBPyConnection, entity: pa.Table, e_ts: pa.Chunk
     """Output column name -> values for one (merged) view plan."""
     if ts_max is None:  # no entity row has a time: nothing can match
         return {name: pa.nulls(entity.num_rows, t) for (_, name), t in zip(plan.features, _feature_types(con, plan))}
-    feats = read_view(con, plan, ts_min, ts_max, entity)
     narrow = {f"__k{i}": entity[col] for i, (_, col) in enumerate(plan.keys)}
     narrow["__ts"] = e_ts
+    keys = ", ".join(f"{c} (entity) = {s} (source)" for s, c in plan.keys)
     try:
+        if not (filter_by_created and plan.created) and entity.num_rows < DIRECT_MAX_ENTITY_ROWS:
+            sql = view_sql(con, plan, ts_min, ts_max, entity, feature_alias=lambda j, out: f"__f{j}")
+            if not has_time_ties(con, sql, len(plan.keys)):
+                joined, idx = direct_asof(con, pa.table(narrow), sql, len(plan.keys), len(plan.features),
+                                          plan.ttl_ns)
+                taken = joined.select([f"__f{j}" for j in range(len(plan.features))]).take(
+                    pa.array(idx, mask=idx < 0))
+                return {name: taken[f"__f{j}"] for j, (_, name) in enumerate(plan.features)}
+        feats = read_view(con, plan, ts_min, ts_max, entity)
         idx = pit_join.match_rows(con, pa.table(narrow), feats, len(plan.keys), plan.ttl_ns,
                                   filter_by_created=filter_by_created)
     except duckdb.Error as e:
-        keys = ", ".join(f"{c} (entity) = {s} (source)" for s, c in plan.keys)
         raise ValueError(f"feature view '{plan.view}': point-in-time join on {keys} failed: {e}") from e
     taken = feats.select([name for _, name in plan.features]).take(pa.array(idx, mask=idx < 0))
     return {name: taken[name] for name in taken.column_names}

@@ -138,7 +138,7 @@ def world(tmp_path_factory):
         return out.assign(created=_ns(df["created"])) if created else out
 
     ref = {"book": ref_rows(book, True), "daily": ref_rows(daily, False)}
-    return {"stores": stores, "entity": entity, "ref": ref, "book": book}
+    return {"stores": stores, "entity": entity, "ref": ref, "book": book, "daily": daily}
 
 
 def _run(store: FeatureStore, entity: pd.DataFrame, features, **kw) -> pd.DataFrame:
@@ -197,6 +197,31 @@ def test_ttl_edge_is_inclusive_like_stock(world):
         df = _run(store, ent, ["book_fast:px"])
         n = len(last)
         assert df["px"].iloc[:n].notna().all() and df["px"].iloc[n:].isna().all()
+
+
+def test_untied_view_takes_the_one_pass_join_with_the_same_ttl_edge(world, monkeypatch):
+    """A view without event-time ties (daily) is joined by one ASOF join reading its features in the same pass
+    (``direct_asof``); the tied book views take the general path. The TTL edge is inclusive there too."""
+    from l2lab.featurestore import offline_store
+
+    calls = []
+    real = offline_store.direct_asof
+    monkeypatch.setattr(offline_store, "direct_asof", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    daily = world["daily"]
+    ent = pd.DataFrame({"symbol": list(daily["symbol"]) * 3,
+                        "event_timestamp": list(daily["event_timestamp"] + DAILY_TTL)
+                        + list(daily["event_timestamp"] + DAILY_TTL + timedelta(milliseconds=1))
+                        + list(daily["event_timestamp"] - timedelta(microseconds=1))})
+    ent["rid"] = np.arange(len(ent))
+    got = {name: _run(store, ent, ["daily:vol", "book_fast:px"]) for name, store in world["stores"].items()}
+    _same(got["l2lab"], got["stock"])
+    assert len(calls) == 1 and "daily" in calls[0]  # the daily view only
+    n = len(daily)
+    vol = got["l2lab"]["vol"]
+    nxt = daily.groupby("symbol")["event_timestamp"].shift(-1)  # rows are in time order per symbol
+    alone = (nxt.isna() | (nxt - daily["event_timestamp"] > DAILY_TTL)).to_numpy()  # no newer row in reach
+    assert vol.iloc[:n].notna().all()
+    assert vol.iloc[n:2 * n][alone].isna().all() and vol.iloc[n:2 * n][alone].size > 0
 
 
 def test_on_demand_view_matches_stock(world):
