@@ -88,6 +88,12 @@ def headline_lines(m: dict) -> list[str]:
         dsr = (bt.get("deflated_sharpe") or {}).get("dsr")
         lines.append(f"backtest of the out-of-sample predictions: {bt.get('trades')} trades, " + ", ".join(shown)
                      + (f", deflated Sharpe probability {dsr:.3f}" if isinstance(dsr, (int, float)) else ""))
+        g = bt.get("gated_backtest") or {}
+        if g:
+            shown = [f"{k} {g[k]:.4g}" for k in ("net_pnl", "gross_pnl", "fees", "hit_rate")
+                     if isinstance(g.get(k), (int, float))]
+            lines.append(f"backtest gated by cost (expected gain >= round-trip cost, passive orders): "
+                         f"{bt.get('gated_trades')} trades, " + ", ".join(shown))
     sh = m.get("06_interpretability", {})
     if sh:
         lines.append(f"SHAP ({sh.get('model')}): top features {', '.join(sh.get('top_features', [])[:5])}; "

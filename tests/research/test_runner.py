@@ -52,6 +52,8 @@ def test_chain_runs_every_notebook_and_reports(chain, tiny_root):
         assert 0.5 < r["oracle_auc"] < 1 and (r["achieved_auc"] is None or 0 <= r["achieved_auc"] <= 1)
     assert 0 <= mod["vol_regime_macro_f1"] <= 1
     assert metrics["06_interpretability"]["shap_additivity_max_err"] < 1e-6
+    bt = metrics["05_backtest"]  # every prediction with taker fees, and the cost-gated passive variant
+    assert bt["trades"] > 0 and bt["gated_trades"] >= 0 and isinstance(bt["gated_backtest"]["net_pnl"], float)
     # artifacts for notebooks 05/06 and `l2lab live`
     meta = model_artifact.load_meta(run_dir)
     assert meta.target == "label_dir_mid_5s" and meta.features == json.loads(
