@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -104,6 +105,29 @@ def signal_lines(settings, truth: dict) -> list[str]:
     return lines
 
 
+DEMO_MARKER = ".l2lab-demo"
+
+
+def prepare_data_root(root: Path) -> None:
+    """The demo collects a simulated session with fixed times: collected twice into one data root it would
+    duplicate every bronze row. An empty (or new) root is used as is; a root a previous demo wrote (it leaves
+    ``.l2lab-demo``, or, before that marker, ``sim/demo/l2/truth.json``) is emptied first; any other non-empty
+    root is refused (it may hold the user's data)."""
+    from l2lab.cli import CLIError
+
+    root = Path(root)
+    entries = [p for p in root.iterdir()] if root.exists() else []
+    earlier_demo = (root / DEMO_MARKER).exists() or (root / "sim" / "demo" / "l2" / "truth.json").exists()
+    if entries and not earlier_demo:
+        raise CLIError(f"data root {root} already holds data that a previous demo did not write "
+                       f"({', '.join(sorted(p.name for p in entries)[:5])}); run the demo with --data-root on a "
+                       f"new or empty folder")
+    for p in entries:
+        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    root.mkdir(parents=True, exist_ok=True)
+    (root / DEMO_MARKER).write_text("written by `l2lab demo`; the next demo run empties this folder\n")
+
+
 def run(args) -> int:
     from collectors.cli import venue_time_source
     from collectors.live import CoinbaseCollector, CollectorConfig
@@ -116,6 +140,7 @@ def run(args) -> int:
     settings = Settings.load(args.data_root)
     symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
     t_start = time.perf_counter()
+    prepare_data_root(settings.data_root)
     print(f"l2lab demo: data root {settings.data_root}")
     print(f"[1/10] loopback exchange: simulator seed {args.seed}, {args.speed:g}x real time")
     proc, urls = start_exchange(args.seed, args.speed, ",".join(symbols), settings.data_root)

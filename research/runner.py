@@ -16,13 +16,15 @@ holds run id, parameters and metrics as JSON, one row per run (replaced when a r
 Notebooks are jupytext percent files (``research/notebooks/NN_*.py``); papermill reads only ``.ipynb``, so each is
 converted in memory. Each run executes in its own process with BLAS/OpenMP/numba capped at one thread per kernel,
 and ``seed`` in the parameters seeds every random choice, so the same parameters reproduce the same metrics.
-Resume: a notebook already ``ok`` with the same parameter hash is skipped. A failing notebook keeps its partial
+Resume: a notebook already ``ok`` with the same parameter hash and the same source is skipped (once one runs,
+the later ones run too). A failing notebook keeps its partial
 output and the error; the later notebooks of the chain still run (each needs only what earlier ones wrote, and
 fails clearly when it is missing).
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
 import itertools
 import json
@@ -176,21 +178,31 @@ def run_one(run_dir: str | Path, notebooks: list[str], params: dict, kernel: str
     return status
 
 
+def source_hash(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
 def _run_notebooks(run_dir: Path, notebooks: list[str], params: dict, h: str, status: dict, kernel, timeout,
                    force: bool) -> None:
+    """Skip a notebook done with the same parameters and the same source, until one runs: every later notebook
+    of the chain then runs too (it reads what the earlier ones wrote)."""
+    rerun = force
     for name in notebooks:
         nb = notebook_path(name)
+        src = source_hash(nb)
         done = status["notebooks"].get(nb.stem, {})
-        if not force and done.get("status") == "ok" and done.get("params_hash") == h:
+        if not rerun and done.get("status") == "ok" and done.get("params_hash") == h and \
+                done.get("source_hash") == src:
             continue
-        status["notebooks"][nb.stem] = {"status": "running", "params_hash": h}
+        rerun = True
+        status["notebooks"][nb.stem] = {"status": "running", "params_hash": h, "source_hash": src}
         atomic.write_json(run_dir / "status.json", status)
         try:
             st = execute_notebook(nb, run_dir, params, kernel, timeout)
         except Exception as exc:  # e.g. the kernel did not start
             st = {"notebook": nb.stem, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
                   "traceback": traceback.format_exc(limit=5)}
-        st["params_hash"] = h
+        st["params_hash"], st["source_hash"] = h, src
         status["notebooks"][nb.stem] = st
         atomic.write_json(run_dir / "status.json", status)
 

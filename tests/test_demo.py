@@ -29,3 +29,21 @@ def test_cli_help_lists_commands():
     out = subprocess.run([sys.executable, "-m", "l2lab.cli", "--help"], capture_output=True, text=True)
     for cmd in ("sim", "exchange", "collect", "ingest", "sql", "demo"):
         assert cmd in out.stdout
+
+
+def test_demo_data_root_is_new_its_own_or_refused(tmp_path):
+    from l2lab.cli import CLIError
+    from l2lab.demo import DEMO_MARKER, prepare_data_root
+
+    root = tmp_path / "data"
+    prepare_data_root(root)  # new
+    assert (root / DEMO_MARKER).exists()
+    (root / "bronze" / "x").mkdir(parents=True)
+    (root / "warehouse.duckdb").write_text("x")
+    prepare_data_root(root)  # a previous demo's: emptied
+    assert sorted(p.name for p in root.iterdir()) == [DEMO_MARKER]
+    mine = tmp_path / "mine"
+    (mine / "bronze").mkdir(parents=True)
+    with pytest.raises(CLIError, match="previous demo did not write"):
+        prepare_data_root(mine)
+    assert (mine / "bronze").exists()

@@ -82,6 +82,16 @@ def test_resume_skips_completed_and_modelling_is_deterministic(chain, tiny_root,
     assert (run_dir / "04_modelling.ipynb").stat().st_mtime_ns == mtime  # skipped
     for name in ("01_data_exploration", "04_modelling"):
         assert again["notebooks"][name] == before["notebooks"][name]
+    # a notebook whose source changed since it ran runs again, and so does every later one
+    st = json.loads((run_dir / "status.json").read_text())
+    st["notebooks"]["03_selection"]["source_hash"] = "changed"
+    (run_dir / "status.json").write_text(json.dumps(st))
+    mtime02 = (run_dir / "02_targets.ipynb").stat().st_mtime_ns
+    again = runner.run_one(run_dir, ["01", "02", "03", "04"], params)
+    assert all(again["notebooks"][n]["status"] == "ok" for n in ("03_selection", "04_modelling"))
+    assert (run_dir / "02_targets.ipynb").stat().st_mtime_ns == mtime02  # skipped
+    assert (run_dir / "04_modelling.ipynb").stat().st_mtime_ns > mtime  # ran again after 03
+    assert again["notebooks"]["03_selection"]["source_hash"] == runner.source_hash(runner.notebook_path("03"))
     # same parameters in another folder, notebook 04 executed again: the same metrics to the last bit
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("ag", "model", "04_*", "05_*", "06_*",
