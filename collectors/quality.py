@@ -63,7 +63,7 @@ def quality_report(data_root: str | Path, exchange: str = "coinbase") -> pd.Data
         delta = {k: after[k] - before[k] for k in COUNTERS}
         span_s = max(1e-9, (last_ts - first_ts) / 1e9) if first_ts is not None else 0.0
         trades_dir = bronze / "trades" / f"exchange={exchange}" / f"symbol={symbol}" / f"date={date}" / f"hour={hour}"
-        trades = sum(t.num_rows for t in _read(trades_dir)) if trades_dir.exists() else 0
+        trades = sum(pq.ParquetFile(p).metadata.num_rows for p in trades_dir.glob("part-*.parquet"))
         rows.append({"symbol": symbol, "date": date, "hour": hour, **delta,
                      "frames_per_s": round(delta["frames"] / span_s, 1) if span_s else 0.0,
                      "trades": trades})
