@@ -46,7 +46,7 @@ def query(sql: str) -> pd.DataFrame:
 
 def message_rates(data_root, exchange=None, symbols=None, start_ns=None, end_ns=None, bucket_s: int = 60) -> pd.DataFrame:
     """Per symbol and ``bucket_s`` bucket of receive time: level changes, trades and gap markers, per second."""
-    src = f"read_parquet('{{}}', hive_partitioning=true, hive_types_autocast=false, union_by_name=true)"
+    src = "read_parquet('{}', hive_partitioning=true, hive_types_autocast=false, union_by_name=true)"
     b = int(bucket_s * 1e9)
     l2 = query(f"""SELECT symbol, (ts_recv_ns // {b}) * {b} AS bucket_ns, count(*) FILTER (WHERE kind <> {L2_GAP}) AS l2,
                           count(*) FILTER (WHERE kind = {L2_GAP}) AS gaps

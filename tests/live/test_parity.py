@@ -32,6 +32,18 @@ def silver_with_cross_asset(root, grid):
     return book.merge(xa, on=["symbol", "ts_ns"], how="left")
 
 
+def assert_scores_equal_offline(out, offline, model_run, report):
+    """Every live signal's score equals the model's score on the offline silver row of the same symbol and time;
+    returns the signals."""
+    signals = pq.read_table(out / "signals").to_pandas()
+    meta, predictor = load_meta(model_run), load_predictor(model_run)
+    rows = signals.merge(silver_with_cross_asset(offline, "1s"), on=["symbol", "ts_ns"], how="left")
+    offline_scores = score_frame(predictor, meta, rows[meta.features].astype(float))
+    assert len(rows) == report.signals and np.isfinite(offline_scores).all()
+    np.testing.assert_array_equal(rows["score"].to_numpy(), offline_scores)
+    return signals
+
+
 def test_live_replay_equals_features_build_and_offline_predictions(tmp_path, model_run, sim_capture):
     run = tmp_path / "run"
     shutil.copytree(model_run, run)
@@ -75,12 +87,7 @@ def test_live_replay_equals_features_build_and_offline_predictions(tmp_path, mod
                                           err_msg=f"{grid} {name}")
 
     # predictions: the live scores equal the model's offline scores on the silver rows of the same times
-    signals = pq.read_table(out / "signals").to_pandas()
-    meta, predictor = load_meta(model_run), load_predictor(model_run)
-    rows = signals.merge(silver_with_cross_asset(offline, "1s"), on=["symbol", "ts_ns"], how="left")
-    offline_scores = score_frame(predictor, meta, rows[meta.features].astype(float))
-    assert len(rows) == report.signals and np.isfinite(offline_scores).all()
-    np.testing.assert_array_equal(rows["score"].to_numpy(), offline_scores)
+    signals = assert_scores_equal_offline(out, offline, model_run, report)
 
     # the quiet spell: no signal on a row whose inputs are older than 3 s; ETH's went stale, the others went on
     assert (signals.ts_ns - signals.ts_avail_ns <= 3 * STEP).all()

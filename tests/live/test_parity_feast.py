@@ -5,16 +5,12 @@ on the silver rows of the same times, bit for bit."""
 import asyncio
 import shutil
 
-import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
 from collectors.ingest import ingest_capture
 from kernels.pipeline import FeatureBuilder, build_cross_asset
-from l2lab.live.scorer import score_frame
 from live_testlib import replay_live
-from research.model_artifact import load_meta, load_predictor
-from test_parity import silver_with_cross_asset
+from test_parity import assert_scores_equal_offline
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -32,9 +28,4 @@ def test_scores_through_feast_equal_offline_predictions(tmp_path, model_run, sim
     ingest_capture(live_root / "raw" / "exchange=coinbase", offline)
     FeatureBuilder(offline, grids_ms=(1000,), complete_before_ns=2**62).build()
     build_cross_asset(offline, grids_ms=(1000,))
-    signals = pq.read_table(out / "signals").to_pandas()
-    meta, predictor = load_meta(model_run), load_predictor(model_run)
-    rows = signals.merge(silver_with_cross_asset(offline, "1s"), on=["symbol", "ts_ns"], how="left")
-    offline_scores = score_frame(predictor, meta, rows[meta.features].astype(float))
-    assert len(rows) == report.signals and np.isfinite(offline_scores).all()
-    np.testing.assert_array_equal(rows["score"].to_numpy(), offline_scores)
+    assert_scores_equal_offline(out, offline, model_run, report)
