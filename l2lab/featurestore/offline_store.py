@@ -220,19 +220,28 @@ def read_view(con: duckdb.DuckDBPyConnection, plan: ViewPlan, ts_min: int, ts_ma
     return con.execute(view_sql(con, plan, ts_min, ts_max, entity)).to_arrow_table()
 
 
-def has_time_ties(con: duckdb.DuckDBPyConnection, sql: str, n_keys: int) -> bool:
-    """Whether two rows of the query ``sql`` (``view_sql``) share keys and a (non-null) time."""
-    parts = ", ".join([f"__k{i}" for i in range(n_keys)] + ["__ts"])
-    return con.execute(f"SELECT count(*) FROM (SELECT {parts} FROM ({sql}) WHERE __ts IS NOT NULL "
-                       f"GROUP BY {parts} HAVING count(*) > 1)").fetchone()[0] > 0
+def ties_at(con: duckdb.DuckDBPyConnection, sql: str, pairs: pa.Table, n_keys: int) -> bool:
+    """Whether another row of the query ``sql`` (``view_sql``) shares keys and time with one of ``pairs``
+    (distinct ``__k*``, ``__ts``: the rows the entity rows matched). Each pair is a row of ``sql``, so without ties
+    the join finds exactly one row per pair (DuckDB reads only the key and time columns for it)."""
+    if pairs.num_rows == 0:
+        return False
+    on = " AND ".join([f"f.__k{i} = p.__k{i}" for i in range(n_keys)] + ["f.__ts = p.__ts"])
+    con.register("__pit_pairs", pairs)
+    try:
+        found = con.execute(f"SELECT count(*) FROM ({sql}) f JOIN __pit_pairs p ON {on}").fetchone()[0]
+    finally:
+        con.unregister("__pit_pairs")
+    return found != pairs.num_rows
 
 
 def direct_asof(con: duckdb.DuckDBPyConnection, entity: pa.Table, sql: str, n_keys: int, n_features: int,
-                ttl_ns: int | None) -> tuple[pa.Table, np.ndarray]:
+                ttl_ns: int | None) -> tuple[pa.Table, np.ndarray] | None:
     """One ASOF join of the entity rows (``__k*``, ``__ts``) with the view query ``sql`` (features aliased
-    ``__f<j>``), valid when no two feature rows share keys and time (``has_time_ties``): then the row each entity
-    row matches is unique, and the join reads the feature columns in the same pass (no narrow match + gather).
-    Returns the joined features and, per entity row, its row in them (-1: no match, or older than the TTL)."""
+    ``__f<j>``), reading the feature columns in the same pass (no narrow match + gather). Valid when no matched row
+    shares keys and time with another row (then each entity row's match is unique; ``ties_at`` checks the matched
+    rows only): returns None otherwise. Returns the joined features and, per entity row, its row in them (-1: no
+    match, or older than the TTL)."""
     n = entity.num_rows
     ent = pa.table({**{f"__k{i}": entity[f"__k{i}"] for i in range(n_keys)}, "__ts": entity["__ts"],
                     "__row": pa.array(np.arange(n, dtype=np.int64))})
@@ -252,8 +261,17 @@ def direct_asof(con: duckdb.DuckDBPyConnection, entity: pa.Table, sql: str, n_ke
         fts = pa.compute.fill_null(joined["__fts"], 0).to_numpy()
         ets = joined["__ets"].to_numpy()
         matched &= fts >= ets - ttl
-    idx = np.full(n, -1, dtype=np.int64)
+    # the rows matched before the TTL check, as distinct (keys, time) pairs: their ties decide
+    hit = ~joined["__fts"].is_null().to_numpy(zero_copy_only=False)
     rows = joined["__row"].to_numpy()
+    at = pa.array(rows[hit])
+    pairs = pa.table({**{f"__k{i}": entity[f"__k{i}"].take(at) for i in range(n_keys)},
+                      "__ts": joined["__fts"].filter(pa.array(hit))})
+    if pairs.num_rows:
+        pairs = con.from_arrow(pairs).distinct().to_arrow_table()
+    if ties_at(con, sql, pairs, n_keys):
+        return None
+    idx = np.full(n, -1, dtype=np.int64)
     idx[rows[matched]] = np.flatnonzero(matched)
     return joined, idx
 
@@ -301,9 +319,9 @@ def _join_group(con: duckdb.DuckDBPyConnection, entity: pa.Table, e_ts: pa.Chunk
     try:
         if not (filter_by_created and plan.created) and entity.num_rows < DIRECT_MAX_ENTITY_ROWS:
             sql = view_sql(con, plan, ts_min, ts_max, entity, feature_alias=lambda j, out: f"__f{j}")
-            if not has_time_ties(con, sql, len(plan.keys)):
-                joined, idx = direct_asof(con, pa.table(narrow), sql, len(plan.keys), len(plan.features),
-                                          plan.ttl_ns)
+            direct = direct_asof(con, pa.table(narrow), sql, len(plan.keys), len(plan.features), plan.ttl_ns)
+            if direct is not None:
+                joined, idx = direct
                 taken = joined.select([f"__f{j}" for j in range(len(plan.features))]).take(
                     pa.array(idx, mask=idx < 0))
                 return {name: taken[f"__f{j}"] for j, (_, name) in enumerate(plan.features)}
