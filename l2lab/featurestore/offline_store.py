@@ -16,11 +16,11 @@ times it against the stock store and a raw DuckDB ``ASOF LEFT JOIN`` (README, Be
 Design: per feature view, read the needed columns of its FileSource once with DuckDB (folder, glob or file; hive
 partition columns such as ``symbol`` come from the path; see ``parquet_source``), match every entity row to one
 feature row with an ASOF join on narrow (keys, time, row-id) tables (``pit_join.match_rows``), then gather the
-feature columns with Arrow ``take`` and append them to the entity table. When no two of the view's rows share
-keys and event time (checked first, on the keys and times only) and no created-time cutoff is asked for, each
-entity row's match is unique and, for fewer than ``DIRECT_MAX_ENTITY_ROWS`` entity rows, one ASOF join reads the
-features in the same pass (``direct_asof``: what a DuckDB user would write; 1.3x faster at 1k entity rows, slower
-at 1M); the general path handles ties and large entity sets. The entity rows come back unchanged and
+feature columns with Arrow ``take`` and append them to the entity table. For fewer than
+``DIRECT_MAX_ENTITY_ROWS`` entity rows and no created-time cutoff, one ASOF join first reads the features in the
+same pass (``direct_asof``: what a DuckDB user would write; 1.2x faster at 1k entity rows, slower at 1M); its
+answer is kept unless a matched row shares keys and event time with another row (``ties_at``), in which case the
+general path, which breaks ties by created time and then read order, decides. The entity rows come back unchanged and
 in their original order (duplicates included); on-demand feature views are applied by Feast's ``RetrievalJob``.
 
 Semantics matched (checked against Feast's stock DuckDB store and a brute-force reference in
