@@ -46,6 +46,16 @@ def grid_name(step_ms: int) -> str:
     return f"{step_ms}ms" if step_ms < 1000 else f"{step_ms // 1000}s"
 
 
+def grid_ms(grid: str) -> int:
+    """The inverse of ``grid_name``: ``100ms`` -> 100, ``1s`` -> 1000."""
+    g = grid.strip()
+    if g.endswith("ms"):
+        return int(g[:-2])
+    if g.endswith("s"):
+        return int(float(g[:-1]) * 1000)
+    raise ValueError(f"grid {grid!r}: expected e.g. 100ms or 1s")
+
+
 def catalog_hash() -> str:
     """Changes with the catalog and with the source of any kernel module, so a resumed build never mixes state
     and outputs of old code with new (a changed hash starts the build over)."""

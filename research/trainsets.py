@@ -34,9 +34,9 @@ def book_features(grid: str | None = None) -> list[str]:
     ``100ms``) only those with values on it (what its Feast views hold: a lag that is not a whole number of
     steps has none)."""
     from kernels import catalog
+    from kernels.pipeline import grid_ms
 
-    step_ns = None if grid is None else int(float(grid[:-2]) * 1e6) if grid.endswith("ms") else int(
-        float(grid[:-1]) * 1e9)
+    step_ns = None if grid is None else grid_ms(grid) * 1_000_000
     return [s.name for s in catalog.features()
             if s.table in ("book", "cross_asset") and (step_ns is None or s.defined_on(step_ns))]
 

@@ -30,10 +30,9 @@ from feast.data_format import ParquetFormat
 from feast.types import Float64, Int64, String
 
 from kernels import catalog
-from kernels.pipeline import DEFAULT_GRIDS_MS, grid_name
+from kernels.pipeline import DEFAULT_GRIDS_MS, grid_ms, grid_name
 
 GRIDS = tuple(grid_name(g) for g in DEFAULT_GRIDS_MS)  # ("100ms", "1s")
-GRID_STEP_NS = {grid_name(g): g * 1_000_000 for g in DEFAULT_GRIDS_MS}
 BOOK_FAMILIES = ("structural", "dynamic", "rolling", "advanced", "trade_flow", "technical")
 GOLD_TABLES = ("hourly", "cross_sectional")
 TIMESTAMP_FIELD = "event_timestamp"
@@ -120,7 +119,7 @@ def build(data_root: str | Path) -> Definitions:
     for s in specs:
         grids = GRIDS if s.table in ("book", "cross_asset") else (None,)
         for g in grids:
-            if g is None or s.defined_on(GRID_STEP_NS[g]):  # a feature with no value on a grid is not in its view
+            if g is None or s.defined_on(grid_ms(g) * 1_000_000):  # no values on a grid: not in its view
                 groups.setdefault((s.family, s.table, g), []).append(s)
     for (family, table, grid), fam_specs in groups.items():
         name = view_name(family, grid)

@@ -255,24 +255,20 @@ def direct_asof(con: duckdb.DuckDBPyConnection, entity: pa.Table, sql: str, n_ke
             f"ASOF LEFT JOIN (SELECT * FROM ({sql}) WHERE __ts IS NOT NULL) f ON {on}").to_arrow_table()
     finally:
         con.unregister("__pit_entity")
-    matched = ~joined["__fts"].is_null().to_numpy(zero_copy_only=False)
-    ttl = int(ttl_ns) if ttl_ns and 0 < ttl_ns < pit_join.MAX_TTL_NS else None
-    if ttl is not None:  # int64 ns throughout (a null-holding column would come out as float64)
-        fts = pa.compute.fill_null(joined["__fts"], 0).to_numpy()
-        ets = joined["__ets"].to_numpy()
-        matched &= fts >= ets - ttl
-    # the rows matched before the TTL check, as distinct (keys, time) pairs: their ties decide
-    hit = ~joined["__fts"].is_null().to_numpy(zero_copy_only=False)
+    hit = ~joined["__fts"].is_null().to_numpy(zero_copy_only=False)  # matched, before the TTL check
     rows = joined["__row"].to_numpy()
-    at = pa.array(rows[hit])
-    pairs = pa.table({**{f"__k{i}": entity[f"__k{i}"].take(at) for i in range(n_keys)},
-                      "__ts": joined["__fts"].filter(pa.array(hit))})
+    pairs = pa.table({**{f"__k{i}": entity[f"__k{i}"].take(pa.array(rows[hit])) for i in range(n_keys)},
+                      "__ts": joined["__fts"].filter(pa.array(hit))})  # the matched (keys, time): their ties decide
     if pairs.num_rows:
         pairs = con.from_arrow(pairs).distinct().to_arrow_table()
     if ties_at(con, sql, pairs, n_keys):
         return None
+    keep = hit
+    ttl = int(ttl_ns) if ttl_ns and 0 < ttl_ns < pit_join.MAX_TTL_NS else None
+    if ttl is not None:  # int64 ns throughout (a null-holding column would come out as float64)
+        keep = hit & (pa.compute.fill_null(joined["__fts"], 0).to_numpy() >= joined["__ets"].to_numpy() - ttl)
     idx = np.full(n, -1, dtype=np.int64)
-    idx[rows[matched]] = np.flatnonzero(matched)
+    idx[rows[keep]] = np.flatnonzero(keep)
     return joined, idx
 
 

@@ -51,10 +51,10 @@ from feast import utils as feast_utils
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import StrictStr
 
+from collectors.timeparse import to_utc_ns
 from l2lab.featurestore.paths import FEAST_DIR, under_data_root
 
 SCHEMA_TABLE = "l2lab_online_schemas"
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _PRESENT, _NOT_FOUND = FieldStatus.PRESENT, FieldStatus.NOT_FOUND
 
 
@@ -77,20 +77,16 @@ def schema_id(names: Sequence[str]) -> int:
     return int.from_bytes(hashlib.blake2b("\x1f".join(names).encode(), digest_size=8).digest(), "big") >> 1
 
 
-def to_ns(ts: Optional[datetime]) -> Optional[int]:
-    """A datetime (naive = UTC, as Feast's writers pass them) as integer UTC ns."""
-    if ts is None:
-        return None
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=timezone.utc)
-    delta = ts - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
-
-
 def from_ns(ns: int) -> datetime:
     """UTC ns as an aware datetime at microsecond resolution (what Feast's SQLite store returns)."""
     return datetime.fromtimestamp(ns // 1_000_000_000, tz=timezone.utc).replace(
         microsecond=(ns % 1_000_000_000) // 1_000)
+
+
+def _key_bytes(config: RepoConfig, entity_keys) -> List[bytes]:
+    """Feast's serialized entity keys (the online tables' primary key)."""
+    version = config.entity_key_serialization_version
+    return [serialize_entity_key(k, entity_key_serialization_version=version) for k in entity_keys]
 
 
 def _timestamp_proto(ns: int) -> Timestamp:
@@ -111,9 +107,6 @@ class L2labOnlineStore(OnlineStore):
         self._types_cache: "OrderedDict[Tuple, Tuple[Any, Dict]]" = OrderedDict()
 
     # -- connection and schemas ------------------------------------------------------------------------------
-    def db_path(self, config: RepoConfig) -> str:
-        return str(under_data_root(config.online_store.path, config.repo_path))
-
     def _connect(self, config: RepoConfig) -> sqlite3.Connection:
         if self._conn is None:
             path = under_data_root(config.online_store.path, config.repo_path)
@@ -179,7 +172,6 @@ class L2labOnlineStore(OnlineStore):
                            progress: Optional[Callable[[int], Any]]) -> None:
         tname = _q(table_name(config.project, table.name))
         full = {f.name for f in table.features}
-        version = config.entity_key_serialization_version
         upsert = (f"INSERT INTO {tname} (entity_key, event_ts, created_ts, schema_id, vals) VALUES (?, ?, ?, ?, ?) "
                   "ON CONFLICT(entity_key) DO UPDATE SET event_ts = excluded.event_ts, "
                   "created_ts = excluded.created_ts, schema_id = excluded.schema_id, vals = excluded.vals")
@@ -187,8 +179,7 @@ class L2labOnlineStore(OnlineStore):
         with self._lock:
             conn = self._connect(config)
             with conn:
-                for entity_key, values, event_ts, created_ts in data:
-                    key = serialize_entity_key(entity_key, entity_key_serialization_version=version)
+                for key, (_, values, event_ts, created_ts) in zip(_key_bytes(config, [d[0] for d in data]), data):
                     if not full.issubset(values):  # a partial write keeps the features it does not carry
                         old = conn.execute(f"SELECT schema_id, vals FROM {tname} WHERE entity_key = ?",
                                            (key,)).fetchone()
@@ -197,7 +188,7 @@ class L2labOnlineStore(OnlineStore):
                     names = tuple(values)
                     sid = self._register(conn, names, pending)
                     blob = RepeatedValue(val=[values[n] for n in names]).SerializeToString()
-                    conn.execute(upsert, (key, to_ns(event_ts), to_ns(created_ts), sid, blob))
+                    conn.execute(upsert, (key, to_utc_ns(event_ts), to_utc_ns(created_ts), sid, blob))
                     if progress:
                         progress(1)
             self._schemas.update(pending)
@@ -209,8 +200,7 @@ class L2labOnlineStore(OnlineStore):
     def online_read(self, config: RepoConfig, table: FeatureView, entity_keys: List[EntityKeyProto],
                     requested_features: Optional[List[str]] = None
                     ) -> List[Tuple[Optional[datetime], Optional[Dict[str, ValueProto]]]]:
-        version = config.entity_key_serialization_version
-        keys = [serialize_entity_key(k, entity_key_serialization_version=version) for k in entity_keys]
+        keys = _key_bytes(config, entity_keys)
         rows = self._read_tables(config, [table.name], keys)[0]
         out: List[Tuple[Optional[datetime], Optional[Dict[str, ValueProto]]]] = []
         for key in keys:
@@ -247,7 +237,6 @@ class L2labOnlineStore(OnlineStore):
     def _read_features_per_fv(self, config: RepoConfig, grouped_refs: List, join_key_values: Dict,
                               entity_name_to_join_key_map: Dict, online_features_response,
                               full_feature_names: bool, include_feature_view_version_metadata: bool) -> None:
-        version = config.entity_key_serialization_version
         plans = []
         entity_cache: Dict[Tuple, Tuple] = {}
         for table, requested in grouped_refs:
@@ -255,8 +244,7 @@ class L2labOnlineStore(OnlineStore):
             if ekey not in entity_cache:
                 unique, idxs, output_len = feast_utils._get_unique_entities(
                     table, join_key_values, entity_name_to_join_key_map)
-                keys = [serialize_entity_key(k, entity_key_serialization_version=version)
-                        for k in feast_utils._get_entity_key_protos(unique)]
+                keys = _key_bytes(config, feast_utils._get_entity_key_protos(unique))
                 entity_cache[ekey] = (keys, idxs, output_len)
             plans.append((table, requested, *entity_cache[ekey]))
         by_keys: Dict[Tuple[bytes, ...], List[int]] = {}

@@ -39,6 +39,11 @@ _SCALARS = {
 }
 
 
+def double_values(xs: List[float], field: str = "double_val") -> List[ValueProto]:
+    """Python floats as Feast Values (NaN: an empty Value, as Feast writes a missing value)."""
+    return [ValueProto() if x != x else ValueProto(**{field: x}) for x in xs]
+
+
 def _column_values(col: pd.Series, value_type: ValueType) -> Optional[List[ValueProto]]:
     """One column as Feast's Values, or None if this column needs Feast's general conversion."""
     spec = _SCALARS.get(value_type)
@@ -49,7 +54,7 @@ def _column_values(col: pd.Series, value_type: ValueType) -> Optional[List[Value
         return None
     arr = col.to_numpy()
     if col.dtype.kind == "f":
-        return [ValueProto() if x != x else ValueProto(**{field: x}) for x in arr.tolist()]
+        return double_values(arr.tolist(), field)
     if col.dtype.kind in "OU":
         out = []
         for x in arr.tolist():
@@ -88,7 +93,7 @@ def frame_rows(feature_view, df: pd.DataFrame, field_mapping: Optional[Dict] = N
     if doubles:  # the common case, in one block: every feature a float64 column
         block = df[doubles].to_numpy(np.float64).T.tolist()
         for name, col in zip(doubles, block):
-            columns[name] = [ValueProto() if x != x else ValueProto(double_val=x) for x in col]
+            columns[name] = double_values(col)
     for name, vtype in wanted:
         if name in columns:
             continue

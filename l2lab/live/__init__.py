@@ -22,9 +22,8 @@ def demo_step(settings, run_dir, *, seconds: float = 20.0, speed: float = 3.0, s
     import time
 
     from collectors.cli import venue_time_source
-    from kernels.pipeline import grid_name
+    from kernels.pipeline import grid_ms, grid_name
     from l2lab.demo import DEFAULT_SYMBOLS, start_exchange, stop_exchange
-    from l2lab.live.scorer import grid_ms
     from l2lab.live.session import LiveConfig, LiveSession, warmup_rows as model_warmup
     from loopback.clients import coinbase_markets
     from research.model_artifact import load_meta

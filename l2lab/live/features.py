@@ -62,7 +62,6 @@ class FeastOnline:
         self._by_family: dict[str, list[str]] = {}
         for name, fam in self._family.items():
             self._by_family.setdefault(fam, []).append(name)
-        self._views = {}  # view -> its feature names (what a push must carry)
         self._pushed: set[int] = set()
 
     def _view(self, family: str) -> str:
@@ -70,19 +69,12 @@ class FeastOnline:
 
         return view_name(family, self.grid)
 
-    def _view_features(self, view: str) -> list[str]:
-        """The view's catalog features (a push carries every one of them; the view may hold other fields)."""
-        if view not in self._views:
-            fv = self.store.get_feature_view(view)
-            self._views[view] = [f.name for f in fv.features if f.name in self._family]
-        return self._views[view]
-
     def _push(self, rows, families) -> None:
-        from l2lab.featurestore.online import push, write_rows
+        from l2lab.featurestore.online import push, view_features, write_rows
 
         for fam in families:
             view = self._view(fam)
-            names = self._view_features(view)
+            names = view_features(self.store, view)
             use = [r for r in rows if fam != "cross_asset" or r.xa_avail_ns is not None]
             if not use:
                 continue

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kernels.pipeline import grid_ms
 from research.model_artifact import ModelMeta, load_meta, load_predictor, model_dir
 
 log = logging.getLogger("l2lab.live")
@@ -132,11 +133,3 @@ def score_frame(predictor, meta: ModelMeta, X) -> np.ndarray:
     return (proba[numeric[-1]] - proba[numeric[0]]).to_numpy(dtype=np.float64)
 
 
-def grid_ms(grid: str) -> int:
-    """``100ms`` -> 100, ``1s`` -> 1000 (the grid names of ``kernels.pipeline.grid_name``)."""
-    g = grid.strip()
-    if g.endswith("ms"):
-        return int(g[:-2])
-    if g.endswith("s"):
-        return int(float(g[:-1]) * 1000)
-    raise ValueError(f"grid {grid!r}: expected e.g. 100ms or 1s")

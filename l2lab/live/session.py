@@ -304,6 +304,7 @@ class LiveSession:
             self._work.put((rows, timer))  # Feast I/O must not hold up the collector's event loop
         else:
             self._process(rows, timer)
+            self._flush_rest()
 
     def _work_loop(self) -> None:
         """The scoring thread (Feast paths): rows in order. Whatever queued up while a batch was processed is taken
@@ -331,7 +332,7 @@ class LiveSession:
                     if timer:
                         self.report.timer_rows += len(job_rows)
                 if rows:
-                    self._process(rows, False, flush=False, newest_only=self.cfg.conflate and len(jobs) > 1)
+                    self._process(rows, False, newest_only=self.cfg.conflate and len(jobs) > 1)
                 self._flush_rest()
             except BaseException as exc:  # reported when the session ends
                 self._worker_error = exc
@@ -358,10 +359,10 @@ class LiveSession:
             self.source.push_needed(unwritten, self.scorer.meta.features)
         self.source.push_rest(rows)
 
-    def _process(self, rows: list[LiveRow], timer: bool, flush: bool = True, newest_only: bool = False) -> None:
+    def _process(self, rows: list[LiveRow], timer: bool, newest_only: bool = False) -> None:
         """Gates, risk, push -> online fetch -> score -> emit for final rows of the model's grid; the rows' full
-        online copy is written at the end (``flush``) or by the caller (``_work_loop``). ``newest_only``: score
-        only each symbol's newest ready row (see ``_work_loop``)."""
+        online copy is left to the caller's ``_flush_rest``. ``newest_only``: score only each symbol's newest ready
+        row (see ``_work_loop``)."""
         self.report.rows += len(rows)
         if timer:
             self.report.timer_rows += len(rows)
@@ -396,13 +397,12 @@ class LiveSession:
                 ready.append(r)
         if newest_only:
             newest = {r.symbol: r for r in ready}
-            self.suppressed["superseded"] += len(ready) - len(newest)
-            ready = [r for r in ready if newest[r.symbol] is r]
+            if len(newest) < len(ready):
+                self.suppressed["superseded"] += len(ready) - len(newest)
+                ready = [r for r in ready if newest[r.symbol] is r]
         for batch in rounds(ready):
             self._score(batch, alarms, now)
         self._defer_rest(rows)
-        if flush:
-            self._flush_rest()
 
     def _score(self, rows: list[LiveRow], alarms: dict, now: int) -> None:
         current = self.scorer.current  # one model for the whole batch, even if a reload swaps it meanwhile
