@@ -59,6 +59,16 @@ DICTIONARY_COLUMNS = {
     "l2_events": ["kind", "side", "flags", "price_exp", "size_exp"],
     "trades": ["side", "price_exp", "size_exp"],
 }
+# The event streams' times, sequence numbers, prices and trade ids change little from row to row: delta encoding
+# with zstd level 1 wrote the demo's 594k L2 rows in 92 ms into 6.6 MB, against 174 ms and 7.4 MB for plain
+# encoding at pyarrow's default level, and both pyarrow and DuckDB read them back faster (bench: ingest).
+_DELTA = "DELTA_BINARY_PACKED"
+WRITE_OPTIONS = {
+    "l2_events": {"compression_level": 1, "column_encoding": dict.fromkeys(
+        ["ts_recv_ns", "ts_exch_ns", "seq", "price"], _DELTA)},
+    "trades": {"compression_level": 1, "column_encoding": dict.fromkeys(
+        ["ts_recv_ns", "ts_exch_ns", "seq", "trade_id", "price"], _DELTA)},
+}
 # datasets partitioned by symbol; the others by exchange only
 PER_SYMBOL = {"l2_events", "trades", "ohlcv_1m", "funding", "venue_gaps"}
 # the time column (and its unit in ns) that chooses a row's hour partition
@@ -110,13 +120,14 @@ class BronzeWriter:
         sorted_hours = hours[order]
         bounds = np.flatnonzero(np.diff(sorted_hours)) + 1
         for idx in np.split(order, bounds):
-            part = table.take(pa.array(idx))
+            part = table if len(idx) == table.num_rows else table.take(pa.array(idx))
             h = int(hours[idx[0]]) * HOUR_NS
             folder = partition_dir(self.root, dataset, self.exchange, symbol, h)
             first = int(t_ns[idx[0]])
             suffix = name_tag if name_tag else f"{os.getpid()}-{next(self._counter)}"
             path = folder / f"part-{first}-{suffix}.parquet"
-            atomic.write_parquet(path, part, use_dictionary=DICTIONARY_COLUMNS.get(dataset, True))
+            atomic.write_parquet(path, part, use_dictionary=DICTIONARY_COLUMNS.get(dataset, True),
+                                 **WRITE_OPTIONS.get(dataset, {}))
             out.append(path)
             self.rows_written[dataset] += part.num_rows
         self.files_written.extend(out)

@@ -219,28 +219,58 @@ def parse_line(f: Path, lineno: int, line: bytes, strict: bool = True) -> Captur
     return CaptureRecord(ts, raw, conn, lineno, str(f))
 
 
-def read_chunks(f: Path, size: int | None = None) -> Iterator[bytes]:
+def read_chunks(f: Path, size: int | None = None) -> Iterator[memoryview]:
     """A capture file's bytes in pieces of whole lines (line numbers: count the newlines). Each piece ends with a
     newline, except the last piece of a compressed segment whose final line has none; a plain segment's partial
-    last line (a crash) is left out, as :func:`read_capture` skips it."""
+    last line (a crash) is left out, as :func:`read_capture` skips it.
+
+    Each piece is a read-only view of its own buffer (the scan blocks of ``collectors.ingest`` keep pieces
+    alive); the file is read straight into it, so no byte is copied but the partial line carried over."""
     f = Path(f)
     size = size or CHUNK_BYTES
     with open(f, "rb") as fh:
         stream = zstandard.ZstdDecompressor().stream_reader(fh) if f.name.endswith(".zst") else fh
         carry = b""
         while True:
-            piece = stream.read(size)
-            if not piece:
+            buf = bytearray(len(carry) + size)
+            buf[:len(carry)] = carry
+            got = _read_into(stream, memoryview(buf)[len(carry):])
+            if not got:
                 break
-            data = carry + piece if carry else piece
-            cut = data.rfind(b"\n") + 1
+            data = memoryview(buf)[:len(carry) + got]
+            cut = _last_newline(data) + 1
             if cut == 0:
-                carry = data
+                carry = bytes(data)
                 continue
-            carry = data[cut:]
-            yield data[:cut] if carry else data
+            carry = bytes(data[cut:])
+            yield data[:cut].toreadonly()
         if carry and f.name.endswith(".zst"):
-            yield carry
+            yield memoryview(carry)
+
+
+def _read_into(stream, view: memoryview) -> int:
+    """Fill ``view`` from ``stream`` as far as the stream goes; bytes read."""
+    n = 0
+    while n < len(view):
+        got = stream.readinto(view[n:])
+        if not got:
+            break
+        n += got
+    return n
+
+
+def _last_newline(data: memoryview) -> int:
+    """Index of the last newline in ``data``, -1 if none (searched from the end, a window at a time)."""
+    end = len(data)
+    window = 1 << 16
+    while end > 0:
+        start = max(0, end - window)
+        k = bytes(data[start:end]).rfind(b"\n")
+        if k >= 0:
+            return start + k
+        end = start
+        window *= 4
+    return -1
 
 
 def write_capture(path: str | os.PathLike, records: Iterator[tuple[int, str]]) -> int:

@@ -38,11 +38,11 @@ import orjson
 from numba import njit
 
 from collectors.frame_scan import FAST, FAST_TRADES, ProductTable
-from collectors.normalizer_store import L2Rows, RecentFrames, RecentTradeIds
+from collectors.normalizer_store import ArrivalRows, RecentFrames, RecentTradeIds
 from collectors.timeparse import rfc3339_to_ns
 from l2lab.schema import (
     FLAG_BOOK_RESET, FLAG_FRAME_END, GAP_DISCONNECT, GAP_SEQUENCE, GAP_START, GAP_STOP, L2_DELETE,
-    L2_GAP, L2_SNAPSHOT, L2_UPDATE, SIDE_ASK, SIDE_BID, TRADE_DTYPE, parse_fixed,
+    L2_EVENT_DTYPE, L2_GAP, L2_SNAPSHOT, L2_UPDATE, SIDE_ASK, SIDE_BID, TRADE_DTYPE, parse_fixed,
 )
 
 L2_SIDE = {"bid": SIDE_BID, "offer": SIDE_ASK, "ask": SIDE_ASK}
@@ -76,8 +76,8 @@ class CoinbaseNormalizer:
         self.products = products
         self.source = source
         self._scan_table: ProductTable | None = None
-        self._l2 = L2Rows()
-        self._trades = defaultdict(list)
+        self._l2 = ArrivalRows(L2_EVENT_DTYPE, FAST)
+        self._trades = ArrivalRows(TRADE_DTYPE, FAST_TRADES)
         self._gaps: list[dict] = []
         self._quarantine: list[dict] = []
         self._next_seq: dict[int, int] = {}
@@ -151,8 +151,10 @@ class CoinbaseNormalizer:
         ``self.scan_table``) for as long as ``feed`` would accept each with no transition: a FAST frame on the
         current connection carrying the next ``sequence_num`` -- ``l2_data`` whose products all have L2 rows on
         that connection already, or ``market_trades`` -- so no gap, quarantine, connection change or
-        recording-start marker. Trades go through the same dedupe as in ``feed``. Returns the index of the first
-        frame not taken (``i``: feed that one with ``feed``).
+        recording-start marker. Trades go through the same dedupe as in ``feed``: in a run, a trade is taken
+        when its id is above every id its product ever had (new without a search, see ``RecentTradeIds``); a
+        frame with any other id is taken alone, trade by trade. Returns the index of the first frame not taken
+        (``i``: feed that one with ``feed``).
 
         Bulk ingest only: block rows do not pass through ``on_rows``, so with a row hook set nothing is taken (the
         live collector sets the hook and never scans; ``collectors.ingest`` scans and sets no hook)."""
@@ -162,21 +164,31 @@ class CoinbaseNormalizer:
             return i
         status, conns, seqs = block.status, block.conn, block.seq
         known = self._known_mask(conn)
+        names = self.scan_table.names
+        tops = np.array([_top(self._trade_ids.get(p)) for p in names] or [_NO_TOP], np.int64)
         st = self.stats
         j = i
         while j < stop:
-            k, n_rows, n_snap = _trivial_run(status, conns, seqs, block.row0, block.n_snap, block.prod, known, j,
-                                             stop, conn, expected + (j - i))
+            k, n_rows, n_snap, n_trades = _trivial_run(status, conns, seqs, block.row0, block.n_snap, block.prod,
+                                                       block.trade_id, known, tops, j, stop, conn,
+                                                       expected + (j - i))
             if k > j:
+                r0, r1 = int(block.row0[j]), int(block.row0[k])
                 st["frames"] += k - j
-                st["l2_rows"] += n_rows
+                if n_rows > n_trades:
+                    st["l2_rows"] += n_rows - n_trades
+                    self._l2.add_block(block, r0, r1)
                 if n_snap:
                     st["snapshots"] += n_snap
-                self._l2.add_block(block, int(block.row0[j]), int(block.row0[k]))
+                if n_trades:
+                    st["trades"] += n_trades
+                    self._trades.add_block(block, r0, r1)
+                    self._remember_trade_ids(block, r0, r1)
                 j = k
             elif status[j] == FAST_TRADES and conns[j] == conn and seqs[j] == expected + (j - i):
                 st["frames"] += 1
                 self._accept_trades(block.trades_of(j))
+                tops = np.array([_top(self._trade_ids.get(p)) for p in names] or [_NO_TOP], np.int64)
                 j += 1
             else:
                 break
@@ -188,6 +200,14 @@ class CoinbaseNormalizer:
         self._next_seq[conn] = int(seqs[last]) + 1
         self._recent_seq[conn].add_block(block, i, j)
         return j
+
+    def _remember_trade_ids(self, block, r0: int, r1: int) -> None:
+        """Add the ids of the trade rows in block rows ``r0:r1`` (taken by the run finder: per product they
+        increase, above every earlier id) to their products' dedupe rings, in order."""
+        trade = block.row_status[r0:r1] == FAST_TRADES
+        prod, ids = block.prod[r0:r1][trade], block.trade_id[r0:r1][trade]
+        for k in np.unique(prod).tolist():
+            self._trade_ids[self.scan_table.names[k]].add_increasing(ids[prod == k])
 
     @property
     def scan_table(self) -> ProductTable:
@@ -243,11 +263,10 @@ class CoinbaseNormalizer:
     def drain(self) -> Batch:
         b = Batch(
             l2=self._l2.take(),
-            trades={p: np.array(rows, dtype=TRADE_DTYPE) for p, rows in self._trades.items() if rows},
+            trades=self._trades.take(),
             gaps=self._gaps,
             quarantine=self._quarantine,
         )
-        self._trades = defaultdict(list)
         self._gaps, self._quarantine = [], []
         return b
 
@@ -384,28 +403,58 @@ class CoinbaseNormalizer:
                 self.stats["duplicate_trades"] += 1
                 continue
             seen.add(row[3])
-            self._trades[product].append(row)
+            self._trades.add(product, [row])
             self.stats["trades"] += 1
             if self.on_rows is not None:
                 self.on_rows("trades", product, [row])
 
 
+_NO_TOP = np.iinfo(np.int64).min  # a product with no trade id yet: every id is above it
+
+
+def _top(ring: RecentTradeIds | None) -> int:
+    return _NO_TOP if ring is None or ring.top is None else ring.top
+
+
 @njit(cache=True)
-def _trivial_run(status, conn, seq, row0, snaps, prod, known, i, stop, want_conn, expected):
-    """Length of the run of lines from ``i`` (before ``stop``) that are FAST, on ``want_conn``, numbered
-    ``expected, expected + 1, ...`` and whose rows' products are all ``known``. Returns (end, rows, snapshots)."""
+def _trivial_run(status, conn, seq, row0, snaps, prod, trade_id, known, tops, i, stop, want_conn, expected):
+    """Length of the run of lines from ``i`` (before ``stop``) on ``want_conn``, numbered ``expected,
+    expected + 1, ...``, each either FAST with every row's product ``known``, or FAST_TRADES with every trade id
+    above its product's ``tops`` entry (raised as trades are taken, so ids increase along the run).
+    Returns (end, rows, snapshots, trades)."""
     j = i
     n_snap = 0
+    n_trades = 0
     while j < stop:
-        if status[j] != FAST or conn[j] != want_conn or seq[j] != expected + (j - i):
+        if conn[j] != want_conn or seq[j] != expected + (j - i):
             break
-        ok = True
-        for r in range(row0[j], row0[j + 1]):
-            if not known[prod[r]]:
-                ok = False
+        if status[j] == FAST:
+            ok = True
+            for r in range(row0[j], row0[j + 1]):
+                if not known[prod[r]]:
+                    ok = False
+                    break
+            if not ok:
                 break
-        if not ok:
+            n_snap += snaps[j]
+        elif status[j] == FAST_TRADES:
+            ok = True
+            for r in range(row0[j], row0[j + 1]):
+                if trade_id[r] <= tops[prod[r]]:
+                    ok = False
+                    break
+                for q in range(row0[j], r):  # the same product earlier in this frame
+                    if prod[q] == prod[r] and trade_id[q] >= trade_id[r]:
+                        ok = False
+                        break
+                if not ok:
+                    break
+            if not ok:
+                break
+            for r in range(row0[j], row0[j + 1]):
+                tops[prod[r]] = trade_id[r]
+            n_trades += row0[j + 1] - row0[j]
+        else:
             break
-        n_snap += snaps[j]
         j += 1
-    return j, row0[j] - row0[i], n_snap
+    return j, row0[j] - row0[i], n_snap, n_trades

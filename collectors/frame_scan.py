@@ -596,16 +596,26 @@ class ScanBlock:
     table_names: list  # product names by index (rows["prod"])
 
     def __post_init__(self):  # contiguous columns for the compiled run finder (collectors.coinbase)
-        self._trades = None
         for name in ("status", "conn", "seq", "row0", "n_snap"):
             setattr(self, name, np.ascontiguousarray(self.lines[name]))
         self.prod = np.ascontiguousarray(self.rows["prod"])
+        self.trade_id = np.ascontiguousarray(self.rows["trade_id"])
+        self._row_status = None
+
+    @property
+    def row_status(self) -> np.ndarray:
+        """The scan status of each row's line (``FAST`` rows are L2 events, ``FAST_TRADES`` rows trades)."""
+        if self._row_status is None:
+            self._row_status = np.repeat(self.status[:self.n], np.diff(self.row0[:self.n + 1]))
+        return self._row_status
 
     def trades_of(self, i: int) -> list:
         """(product, ``TRADE_DTYPE`` row tuple) of FAST_TRADES line ``i``, oldest first."""
-        if self._trades is None:
-            self._trades = _trade_tuples(self)
-        return self._trades.get(i, [])
+        r = self.rows[self.row0[i]:self.row0[i + 1]]
+        names = self.table_names
+        return [(names[p], (a, b, c, d, e, f, g)) for p, a, b, c, d, e, f, g in zip(
+            r["prod"].tolist(), r["ts_recv_ns"].tolist(), r["ts_exch_ns"].tolist(), r["seq"].tolist(),
+            r["trade_id"].tolist(), r["side"].tolist(), r["price"].tolist(), r["size"].tolist())]
 
     def raw_bytes(self, i: int) -> bytes:
         """The frame text of FAST line ``i`` as the capture holds it (escaped, without the quotes)."""
@@ -614,37 +624,17 @@ class ScanBlock:
     def line_bytes(self, i: int) -> bytes:
         return self.buf[self.lines["start"][i]:self.lines["stop"][i]].tobytes()
 
-    def l2_rows(self, idx) -> np.ndarray:
-        """Rows at ``idx`` in ``L2_EVENT_DTYPE``."""
-        sel = self.rows[idx]
-        out = np.empty(len(sel), L2_EVENT_DTYPE)
-        for name in L2_EVENT_DTYPE.names:
-            out[name] = sel[name]
+    def rows_as(self, idx, dtype: np.dtype) -> np.ndarray:
+        """Rows at ``idx`` in ``dtype`` (``L2_EVENT_DTYPE`` or ``TRADE_DTYPE``: a subset of the row fields)."""
+        out = np.empty(len(idx), dtype)
+        for name in dtype.names:  # column by column: twice as fast as gathering whole rows first
+            out[name] = self.rows[name][idx]
         return out
 
 
 def range_index(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
     """``concatenate([arange(s, s + n) for s, n in zip(starts, lens)])`` without the Python loop."""
     return np.repeat(starts, lens) + (np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens))
-
-
-def _trade_tuples(block: ScanBlock) -> dict[int, list]:
-    """Every FAST_TRADES line's trades as (product, row tuple), built once per block in a few list passes."""
-    lines = np.flatnonzero(block.status[:block.n] == FAST_TRADES)
-    out: dict[int, list] = {}
-    if len(lines) == 0:
-        return out
-    lens = block.row0[lines + 1] - block.row0[lines]
-    r = block.rows[range_index(block.row0[lines], lens)]
-    names = block.table_names
-    items = [(names[p], (a, b, c, d, e, f, g)) for p, a, b, c, d, e, f, g in zip(
-        r["prod"].tolist(), r["ts_recv_ns"].tolist(), r["ts_exch_ns"].tolist(), r["seq"].tolist(),
-        r["trade_id"].tolist(), r["side"].tolist(), r["price"].tolist(), r["size"].tolist())]
-    pos = 0
-    for line, n in zip(lines.tolist(), lens.tolist()):
-        out[line] = items[pos:pos + n]
-        pos += n
-    return out
 
 
 def scan(buf: np.ndarray, table: ProductTable, first_line: int = 1) -> ScanBlock:
@@ -658,6 +648,9 @@ def scan(buf: np.ndarray, table: ProductTable, first_line: int = 1) -> ScanBlock
     while True:
         n, r, nxt = _scan(buf, pos, end, table.bytes, table.offs, table.table, table.price_exp, table.size_exp,
                           lines, rows)
+        if nxt >= end and not parts:  # one part: views (pages never written are never allocated)
+            parts.append((lines[: n + 1], rows[:r]))
+            break
         parts.append((lines[: n + 1].copy(), rows[:r].copy()))
         if nxt >= end:
             break

@@ -6,8 +6,8 @@ and frames taken in bulk from a scanned capture buffer (``feed_scanned``, :mod:`
   scan block, so nothing is copied per frame.
 * :class:`RecentTradeIds`: the last ``RECENT_TRADE_IDS`` accepted trade ids of one product, 8 bytes each (an
   ``OrderedDict`` of the same ids took ~26 MB per product at the limit, measured with tracemalloc).
-* :class:`L2Rows`: per-product L2 rows in arrival order, mixing row tuples and row ranges of scan blocks; ``take``
-  returns one ``L2_EVENT_DTYPE`` array per product, ordered exactly as the rows arrived.
+* :class:`ArrivalRows`: per-product rows of one kind (L2 events or trades) in arrival order, mixing row tuples
+  and row ranges of scan blocks; ``take`` returns one array per product, ordered exactly as the rows arrived.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import numpy as np
 import orjson
 
 from collectors.frame_scan import range_index
-from l2lab.schema import L2_EVENT_DTYPE
 
 RECENT_FRAMES = 4096  # per connection: a duplicate older than this is reported as a late frame
 RECENT_TRADE_IDS = 200_000  # per product: trade ids remembered for deduplication (1.6 MB each)
@@ -117,6 +116,21 @@ class RecentTradeIds:
         if self.top is None or trade_id > self.top:
             self.top = trade_id
 
+    def add_increasing(self, ids: np.ndarray) -> None:
+        """``add`` each of ``ids`` in order; they increase, each above every id added before."""
+        k = min(len(ids), self.size)
+        self.n += len(ids) - k
+        src = len(ids) - k
+        while k:  # at most two contiguous pieces of the ring
+            p = self.n % self.size
+            m = min(k, self.size - p)
+            self.ids[p:p + m] = ids[src:src + m]
+            self.n += m
+            src += m
+            k -= m
+        if len(ids):
+            self.top = int(ids[-1])
+
     def __len__(self) -> int:
         return min(self.n, self.size)
 
@@ -126,14 +140,17 @@ def _escaped(raw: str) -> bytes:
     return orjson.dumps(raw)[1:-1]
 
 
-class L2Rows:
-    """Per-product L2 rows in arrival order: row tuples (``add``) and row ranges of scan blocks (``add_block``).
+class ArrivalRows:
+    """Per-product rows of one kind in arrival order: row tuples (``add``) and row ranges of scan blocks
+    (``add_block``; a range may hold rows of other kinds too: only rows of lines with scan status ``status`` are
+    this store's). ``dtype``: the rows' dtype (``L2_EVENT_DTYPE`` or ``TRADE_DTYPE``).
 
     Order bookkeeping: ``taken`` counts block rows added so far; a product's tuples remember it (``marks``) when
     it changed since the product's previous tuple, so ``take`` can interleave both kinds exactly (a tuple added
     after ``x`` block rows goes after block row ``x - 1`` and before block row ``x``)."""
 
-    def __init__(self):
+    def __init__(self, dtype: np.dtype, status: int):
+        self.dtype, self.status = dtype, status
         self.tuples: dict[str, list] = defaultdict(list)
         self.marks: dict[str, list] = defaultdict(list)  # (tuple count, block rows taken before it)
         self.runs: list = []  # (block, first row, stop row)
@@ -155,9 +172,9 @@ class L2Rows:
         self.taken += r1 - r0
 
     def take(self) -> dict[str, np.ndarray]:
-        """Every product's rows (``L2_EVENT_DTYPE``) in arrival order; empties the store."""
+        """Every product's rows (``self.dtype``) in arrival order; empties the store."""
         if not self.runs:
-            out = {p: np.array(rows, dtype=L2_EVENT_DTYPE) for p, rows in self.tuples.items() if rows}
+            out = {p: np.array(rows, dtype=self.dtype) for p, rows in self.tuples.items() if rows}
         else:
             out = self._merge()
         self.tuples, self.marks, self.runs, self.taken = defaultdict(list), defaultdict(list), [], 0
@@ -170,7 +187,7 @@ class L2Rows:
                 ords = np.zeros(len(rows), np.int64)
                 for k, taken in self.marks.get(p, ()):
                     ords[k:] = taken
-                tuples[p] = (2 * ords, np.array(rows, dtype=L2_EVENT_DTYPE))
+                tuples[p] = (2 * ords, np.array(rows, dtype=self.dtype))
         blocks: dict[str, list] = defaultdict(list)  # product -> [(sort keys, rows)] in increasing keys
         base = 0
         by_block: dict[int, list] = {}
@@ -183,10 +200,13 @@ class L2Rows:
             ord0 = np.array([r[2] for r in runs], np.int64)
             idx = range_index(r0, lens)
             ords = range_index(ord0, lens)
+            mine = block.row_status[idx] == self.status
+            if not mine.all():
+                idx, ords = idx[mine], ords[mine]
             prod = block.prod[idx]
             for k in np.unique(prod).tolist():
                 sel = prod == k
-                blocks[block.table_names[k]].append((2 * ords[sel] + 1, block.l2_rows(idx[sel])))
+                blocks[block.table_names[k]].append((2 * ords[sel] + 1, block.rows_as(idx[sel], self.dtype)))
         out, first = {}, {}
         for p in {**tuples, **blocks}:
             pieces = blocks.get(p, [])

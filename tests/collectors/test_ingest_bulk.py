@@ -26,6 +26,7 @@ from collectors.capture import CaptureError
 from collectors.coinbase import CoinbaseNormalizer, ProductScale
 from collectors.frame_scan import FAST, FAST_TRADES, SLOW, scan
 from collectors.ingest import ingest_capture
+from l2lab.schema import L2_EVENT_DTYPE, TRADE_DTYPE
 
 PRODUCTS = {"BTC-USD": ProductScale(2, 8), "ÉTH-€": ProductScale(1, 3), "SOL-USD": ProductScale(0, 0)}
 DATASETS = ("l2_events", "trades", "gaps", "quarantine")
@@ -97,6 +98,7 @@ class Session:
         self.seq: dict[int, int] = {}
         self.sent: dict[int, list] = {}
         self.lines: list[bytes] = []
+        self.last_trade: dict[str, int] = {}
 
     def number(self, exp, positive=True):
         r = self.rng
@@ -168,10 +170,10 @@ class Session:
             p = self.product()
             scale = PRODUCTS.get(p, ProductScale(2, 8))
             trades = ",".join(
-                f'{{"trade_id":"{r.randrange(1, 60)}","product_id":{json.dumps(p, ensure_ascii=False)},'
+                f'{{"trade_id":"{tid}","product_id":{json.dumps(p, ensure_ascii=False)},'
                 f'"price":"{self.number(scale.price_exp)}","size":"{self.number(scale.size_exp)}",'
                 f'"side":"{r.choice(["BUY", "SELL"])}",'
-                f'"time":"{self.time()}"}}' for _ in range(r.randrange(1, 4)))
+                f'"time":"{self.time()}"}}' for tid in self.trade_ids(p))
             return (f'{{"channel":"market_trades","client_id":"","timestamp":"{t}","sequence_num":{seq},'
                     f'"events":[{{"type":"update","trades":[{trades}]}}]}}')
         if kind < 0.95:
@@ -180,6 +182,24 @@ class Session:
         self.seq[conn] = seq  # these carry no sequence number
         return r.choice(['{"type":"error","message":"boom"}', "{", "[1]", "", "null", '{"channel":"l2_data"}',
                          '{"channel":"other","sequence_num":%d}' % seq])
+
+    def trade_ids(self, product):
+        """1-3 trade ids, newest first as the venue lists them: mostly new and increasing; sometimes a recent
+        id again, an old one, a repeat inside the frame or another order."""
+        r = self.rng
+        last = self.last_trade.get(product, r.randrange(0, 50))
+        ids = []
+        for _ in range(r.randrange(1, 4)):
+            x = r.random()
+            if x < 0.85:
+                last += r.randrange(1, 3)
+                ids.append(last)
+            elif x < 0.95:
+                ids.append(max(0, last - r.randrange(0, 5)))  # a recent id again (a subscription's replay)
+            else:
+                ids.append(ids[-1] if ids else r.randrange(0, last + 1))
+        self.last_trade[product] = last
+        return ids[::-1] if r.random() < 0.85 else r.sample(ids, len(ids))
 
     def emit(self, raw, conn, style="orjson"):
         self.ts += self.rng.randrange(1, 10**6)
@@ -272,7 +292,21 @@ def test_clean_session_takes_frames_in_bulk(tmp_path):
         idx = np.arange(block.lines["row0"][i], block.lines["row0"][i + 1])
         for product, rows in ref.drain().l2.items():
             mine = idx[block.rows["prod"][idx] == norm.scan_table.names.index(product)]
-            assert block.l2_rows(mine).tobytes() == rows[rows["kind"] != 3].tobytes()
+            assert block.rows_as(mine, L2_EVENT_DTYPE).tobytes() == rows[rows["kind"] != 3].tobytes()
+    # and those of each FAST_TRADES line what feed() stages for that frame (before any dedupe)
+    for i in np.flatnonzero(status == FAST_TRADES)[:50].tolist():
+        ref = CoinbaseNormalizer(PRODUCTS)
+        rec = orjson.loads(lines[i])
+        ref.feed(rec["ts_recv_ns"], rec["raw"], rec.get("conn", 0))
+        ids = [t[3] for _, t in block.trades_of(i)]
+        if len(set(ids)) < len(ids):
+            continue  # a repeat inside the frame: feed() keeps the first only
+        idx = np.arange(block.lines["row0"][i], block.lines["row0"][i + 1])
+        assert [(p, tuple(t)) for p, t in block.trades_of(i)] == [
+            (p, tuple(t)) for p, rows in ref.drain().trades.items() for t in rows.tolist()]
+        for product, rows in ref.drain().trades.items():
+            mine = idx[block.rows["prod"][idx] == norm.scan_table.names.index(product)]
+            assert block.rows_as(mine, TRADE_DTYPE).tobytes() == rows.tobytes()
 
 
 def test_clean_session_is_taken_by_feed_scanned(tmp_path, monkeypatch):
@@ -283,8 +317,14 @@ def test_clean_session_is_taken_by_feed_scanned(tmp_path, monkeypatch):
     fed = []
     feed = CoinbaseNormalizer.feed
     monkeypatch.setattr(CoinbaseNormalizer, "feed", lambda self, *a, **k: (fed.append(1), feed(self, *a, **k))[1])
+    one_by_one = []  # trade frames whose trades are deduplicated one by one (an id not above all before it)
+    accept = CoinbaseNormalizer._accept_trades
+    monkeypatch.setattr(CoinbaseNormalizer, "_accept_trades",
+                        lambda self, staged: (one_by_one.append(1), accept(self, staged))[1])
     res = ingest_capture(cap, tmp_path / "bulk", products=PRODUCTS)
     assert res["frames"] == 400 and len(fed) < 100  # heartbeats, error frames, gaps, first frames: ~15%
+    trade_frames = sum(b'market_trades' in line for line in lines)
+    assert res["normalizer"]["trades"] > 0 and len(one_by_one) < trade_frames / 2
     norm = CoinbaseNormalizer(PRODUCTS)
     block = scan(np.frombuffer(b"\n".join(lines) + b"\n", np.uint8), norm.scan_table)
     i = 0

@@ -29,6 +29,23 @@ def test_recent_trade_ids_equal_a_fifo_dict():
             assert len(ring) == len(ref)
 
 
+def test_adding_increasing_ids_at_once_equals_adding_them_one_by_one():
+    rng = random.Random(4)
+    for size in (1, 5, 64):
+        bulk, single = RecentTradeIds(size), RecentTradeIds(size)
+        top = -3
+        for _ in range(400):
+            ids = np.cumsum([top] + [rng.randrange(1, 4) for _ in range(rng.randrange(0, 3 * size))])[1:]
+            bulk.add_increasing(ids)
+            for tid in ids.tolist():
+                single.add(tid)
+            top = int(ids[-1]) if len(ids) else top
+            assert bulk.n == single.n and bulk.top == single.top and len(bulk) == len(single)
+            assert sorted(bulk.ids[:len(bulk)].tolist()) == sorted(single.ids[:len(single)].tolist())
+            for tid in range(top - 3 * size - 2, top + 3):
+                assert (tid in bulk) == (tid in single)
+
+
 def test_recent_frames_equal_a_fifo_dict_across_texts_and_blocks():
     """Frames fed one by one (str) and taken from scan blocks (escaped bytes, blocks dropped and copied out)."""
     rng = random.Random(5)
