@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import orjson
 import zstandard
 
@@ -232,12 +233,12 @@ def read_chunks(f: Path, size: int | None = None) -> Iterator[memoryview]:
         stream = zstandard.ZstdDecompressor().stream_reader(fh) if f.name.endswith(".zst") else fh
         carry = b""
         while True:
-            buf = bytearray(len(carry) + size)
+            buf = memoryview(np.empty(len(carry) + size, np.uint8))  # not zeroed: the read overwrites it
             buf[:len(carry)] = carry
-            got = _read_into(stream, memoryview(buf)[len(carry):])
+            got = _read_into(stream, buf[len(carry):])
             if not got:
                 break
-            data = memoryview(buf)[:len(carry) + got]
+            data = buf[:len(carry) + got]
             cut = _last_newline(data) + 1
             if cut == 0:
                 carry = bytes(data)

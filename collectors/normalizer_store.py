@@ -17,7 +17,7 @@ from collections import defaultdict
 import numpy as np
 import orjson
 
-from collectors.frame_scan import range_index
+from collectors.frame_scan import group_by_product, range_index
 
 RECENT_FRAMES = 4096  # per connection: a duplicate older than this is reported as a late frame
 RECENT_TRADE_IDS = 200_000  # per product: trade ids remembered for deduplication (1.6 MB each)
@@ -200,24 +200,46 @@ class ArrivalRows:
             ord0 = np.array([r[2] for r in runs], np.int64)
             idx = range_index(r0, lens)
             ords = range_index(ord0, lens)
-            mine = block.row_status[idx] == self.status
-            if not mine.all():
-                idx, ords = idx[mine], ords[mine]
-            prod = block.prod[idx]
-            for k in np.unique(prod).tolist():
-                sel = prod == k
-                blocks[block.table_names[k]].append((2 * ords[sel] + 1, block.rows_as(idx[sel], self.dtype)))
+            names = block.table_names
+            pos, bounds = group_by_product(idx, block.prod, block.row_status, self.status, len(names))
+            rows = block.rows_as(idx[pos], self.dtype)
+            keys = 2 * ords[pos] + 1
+            for k in np.flatnonzero(np.diff(bounds)).tolist():
+                a, b = bounds[k], bounds[k + 1]
+                blocks[names[k]].append((keys[a:b], rows[a:b]))
         out, first = {}, {}
         for p in {**tuples, **blocks}:
             pieces = blocks.get(p, [])
-            rows = np.concatenate([r for _, r in pieces]) if pieces else None
             first[p] = min(([int(pieces[0][0][0])] if pieces else []) + ([int(tuples[p][0][0])] if p in tuples else []))
-            if p in tuples:
+            if p not in tuples:
+                out[p] = concat_rows([r for _, r in pieces])
+            elif not pieces:
+                out[p] = tuples[p][1]
+            else:  # a tuple row goes before the first block row with a larger key (block keys increase)
                 t_keys, t_rows = tuples[p]
-                if rows is None:
-                    rows = t_rows
-                else:  # a tuple row goes before the first block row with a larger key (block keys increase)
-                    b_keys = np.concatenate([k for k, _ in pieces])
-                    rows = np.insert(rows, np.searchsorted(b_keys, t_keys), t_rows)
-            out[p] = rows
+                at = np.searchsorted(np.concatenate([k for k, _ in pieces]), t_keys)
+                out[p] = _interleave([r for _, r in pieces], t_rows, at)
         return dict(sorted(out.items(), key=lambda kv: first[kv[0]]))
+
+
+def _interleave(pieces: list, extra: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The rows of ``pieces`` (concatenated) with ``extra[i]`` inserted before row ``at[i]`` (``at``
+    nondecreasing), as ``np.insert`` would, in one copy of raw records (``np.insert`` goes through a boolean mask
+    and copies field by field)."""
+    rows = pieces[0] if len(pieces) == 1 else concat_rows(pieces)
+    cuts = np.flatnonzero(np.diff(at)) + 1  # runs of extra rows going to the same place
+    segments, prev = [], 0
+    for a, b in zip([0, *cuts.tolist()], [*cuts.tolist(), len(at)]):
+        here = int(at[a])
+        segments += [rows[prev:here], extra[a:b]]
+        prev = here
+    segments.append(rows[prev:])
+    return concat_rows(segments)
+
+
+def concat_rows(arrays: list) -> np.ndarray:
+    """``np.concatenate`` of structured arrays of one dtype, copied as raw records: numpy copies packed
+    structured rows field by field, about 12x slower (600k L2 rows: 13 ms vs 1 ms)."""
+    dtype = arrays[0].dtype
+    raw = np.dtype((np.void, dtype.itemsize))
+    return np.concatenate([a.view(raw) for a in arrays]).view(dtype)
