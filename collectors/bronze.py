@@ -116,10 +116,12 @@ class BronzeWriter:
         t_ns = table.column(col).to_numpy() * unit
         hours = t_ns // HOUR_NS
         out = []
-        order = np.argsort(hours, kind="stable")
-        sorted_hours = hours[order]
-        bounds = np.flatnonzero(np.diff(sorted_hours)) + 1
-        for idx in np.split(order, bounds):
+        if hours.min() == hours.max():  # the usual case: one hour, no sort
+            groups = [np.arange(len(hours))]
+        else:
+            order = np.argsort(hours, kind="stable")
+            groups = np.split(order, np.flatnonzero(np.diff(hours[order])) + 1)
+        for idx in groups:
             part = table if len(idx) == table.num_rows else table.take(pa.array(idx))
             h = int(hours[idx[0]]) * HOUR_NS
             folder = partition_dir(self.root, dataset, self.exchange, symbol, h)
