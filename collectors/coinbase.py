@@ -86,6 +86,7 @@ class CoinbaseNormalizer:
         self._known_key = None  # (conn, number of its L2 products) the cached mask below was built for
         self._known = np.zeros(len(products), np.bool_)
         self._trade_ids: dict[str, RecentTradeIds] = defaultdict(RecentTradeIds)
+        self._decimals: dict[int, dict] = defaultdict(dict)  # exponent -> {decimal text: mantissa} (_remember)
         self._conn: int | None = None
         self._recorded: set[str] = set()  # products with L2 rows in this recording
         self._last_ts: int | None = None
@@ -320,6 +321,7 @@ class CoinbaseNormalizer:
 
     def _l2_frame(self, ts, msg, seq, conn) -> None:
         frame_ns = self._frame_time(msg)
+        frame_text = msg["timestamp"]  # an update stamped with the same text has the same time
         events = msg.get("events")
         if not isinstance(events, list):
             raise FrameRejected("field events missing or not a list")
@@ -335,12 +337,21 @@ class CoinbaseNormalizer:
                 raise FrameRejected(f"field events[{i}].updates missing or not a list", product)
             rows = []
             snap = etype == "snapshot"
+            pexp, sexp = scale.price_exp, scale.size_exp
+            pmemo, smemo = self._decimals[pexp], self._decimals[sexp]
             for j, u in enumerate(updates):
                 try:
                     side = L2_SIDE[u["side"]]
-                    price = parse_fixed(u["price_level"], scale.price_exp)
-                    size = parse_fixed(u["new_quantity"], scale.size_exp)
-                    t_exch = rfc3339_to_ns(u["event_time"])
+                    text = u["price_level"]
+                    price = pmemo.get(text) if text.__class__ is str else None
+                    if price is None:
+                        price = _remember(pmemo, text, parse_fixed(text, pexp))
+                    text = u["new_quantity"]
+                    size = smemo.get(text) if text.__class__ is str else None
+                    if size is None:
+                        size = _remember(smemo, text, parse_fixed(text, sexp))
+                    text = u["event_time"]
+                    t_exch = frame_ns if text == frame_text else rfc3339_to_ns(text)
                 except (KeyError, TypeError, ValueError, AttributeError) as exc:
                     raise FrameRejected(f"field events[{i}].updates[{j}]: {type(exc).__name__}: {exc}", product) from None
                 if t_exch == 0:
@@ -407,6 +418,18 @@ class CoinbaseNormalizer:
             self.stats["trades"] += 1
             if self.on_rows is not None:
                 self.on_rows("trades", product, [row])
+
+
+DECIMAL_MEMO = 1 << 16  # remembered decimal texts per exponent (prices near the touch repeat all the time)
+
+
+def _remember(memo: dict, text, value: int) -> int:
+    """Remember ``parse_fixed(text, exp) == value`` in the exponent's memo (texts only; emptied when full)."""
+    if text.__class__ is str:
+        if len(memo) >= DECIMAL_MEMO:
+            memo.clear()
+        memo[text] = value
+    return value
 
 
 _NO_TOP = np.iinfo(np.int64).min  # a product with no trade id yet: every id is above it

@@ -120,3 +120,37 @@ def test_rejected_frame_without_product_still_gaps_every_book(norm):
     assert len(b.quarantine) == 2
     for p in ("BTC-USD", "ETH-USD"):
         assert (data(b.l2[p])["kind"] == L2_GAP).sum() == 2, p
+
+
+def test_remembered_decimals_and_times_equal_parsing_each_one(monkeypatch):
+    """Prices and sizes come from a bounded memo and an update's time from its frame's when the text is the same:
+    every row and every quarantine reason equals what parsing each field gives, across memo resets."""
+    import json
+    import random
+
+    import collectors.coinbase as cb
+    from collectors.timeparse import rfc3339_to_ns
+    from l2lab.schema import parse_fixed
+
+    monkeypatch.setattr(cb, "DECIMAL_MEMO", 5)
+    rng = random.Random(8)
+    texts = ["1", "1.5", "100.50", "0", "0.00000001", "1.123", "1e3", " 2", "", "00.10", "7.0000000000", "１"]
+    times = [TS, "2026-01-05T00:00:01.5000Z", "2026-01-05T00:00:02Z", "1970-01-01T00:00:00Z", "bad"]
+    n = CoinbaseNormalizer({"BTC-USD": ProductScale(2, 8)})
+    expected, reasons = [], []
+    for seq in range(400):
+        p, q, t = rng.choice(texts), rng.choice(texts), rng.choice(times)
+        frame = json.loads(l2(seq, "snapshot" if seq == 0 else "update", [("bid", p, q)]))
+        frame["events"][0]["updates"][0]["event_time"] = t
+        n.feed(seq, json.dumps(frame))
+        try:
+            price, size, t_ns = parse_fixed(p, 2), parse_fixed(q, 8), rfc3339_to_ns(t)
+            expected.append((price, size, t_ns or rfc3339_to_ns(TS)))
+        except ValueError as exc:
+            reasons.append(f"field events[0].updates[0]: ValueError: {exc}")
+    b = n.drain()
+    rows = b.l2["BTC-USD"]
+    rows = rows[rows["kind"] != L2_GAP]
+    assert list(zip(rows["price"].tolist(), rows["size"].tolist(), rows["ts_exch_ns"].tolist())) == expected
+    assert [q["reason"] for q in b.quarantine] == reasons
+    assert len(expected) > 50 and len(reasons) > 50
