@@ -420,7 +420,7 @@ class CoinbaseNormalizer:
                 self.on_rows("trades", product, [row])
 
 
-DECIMAL_MEMO = 1 << 16  # remembered decimal texts per exponent (prices near the touch repeat all the time)
+DECIMAL_MEMO = 4096  # remembered decimal texts per exponent (prices near the touch repeat all the time)
 
 
 def _remember(memo: dict, text, value: int) -> int:
