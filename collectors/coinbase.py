@@ -205,8 +205,9 @@ class CoinbaseNormalizer:
     def _remember_trade_ids(self, block, r0: int, r1: int) -> None:
         """Add the ids of the trade rows in block rows ``r0:r1`` (taken by the run finder: per product they
         increase, above every earlier id) to their products' dedupe rings, in order."""
-        trade = block.row_status[r0:r1] == FAST_TRADES
-        prod, ids = block.prod[r0:r1][trade], block.trade_id[r0:r1][trade]
+        rows = block.trade_rows
+        rows = rows[np.searchsorted(rows, r0):np.searchsorted(rows, r1)]
+        prod, ids = block.prod[rows], block.trade_id[rows]
         for k in np.unique(prod).tolist():
             self._trade_ids[self.scan_table.names[k]].add_increasing(ids[prod == k])
 

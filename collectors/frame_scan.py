@@ -601,6 +601,14 @@ class ScanBlock:
         self.prod = np.ascontiguousarray(self.rows["prod"])
         self.trade_id = np.ascontiguousarray(self.rows["trade_id"])
         self._row_status = None
+        self._trade_rows = None
+
+    @property
+    def trade_rows(self) -> np.ndarray:
+        """Row numbers of the trades (rows of FAST_TRADES lines), increasing."""
+        if self._trade_rows is None:
+            self._trade_rows = np.flatnonzero(self.row_status == FAST_TRADES)
+        return self._trade_rows
 
     @property
     def row_status(self) -> np.ndarray:
@@ -644,28 +652,29 @@ def _is_prefix(dtype: np.dtype) -> bool:
 
 
 @njit(cache=True)
-def group_by_product(idx, prod, row_status, status, n_products):
-    """The positions in ``idx`` (block row numbers) of rows whose line has scan status ``status``, grouped by
-    product (a stable counting sort), and where each product's group starts (``n_products + 1`` bounds)."""
+def group_runs(r0, lens, ord0, prod, row_status, status, n_products):
+    """The block rows of runs ``r0[k]:r0[k] + lens[k]`` whose line has scan status ``status``, grouped by product
+    (a stable counting sort): (rows, their keys ``2 * (ord0[k] + offset in the run) + 1``, ``n_products + 1``
+    group bounds)."""
     bounds = np.zeros(n_products + 1, np.int64)
-    for i in range(idx.shape[0]):
-        if row_status[idx[i]] == status:
-            bounds[prod[idx[i]] + 1] += 1
-    for k in range(n_products):
-        bounds[k + 1] += bounds[k]
+    for k in range(r0.shape[0]):
+        for r in range(r0[k], r0[k] + lens[k]):
+            if row_status[r] == status:
+                bounds[prod[r] + 1] += 1
+    for p in range(n_products):
+        bounds[p + 1] += bounds[p]
     fill = bounds[:-1].copy()
-    out = np.empty(bounds[-1], np.int64)
-    for i in range(idx.shape[0]):
-        r = idx[i]
-        if row_status[r] == status:
-            out[fill[prod[r]]] = i
-            fill[prod[r]] += 1
-    return out, bounds
-
-
-def range_index(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
-    """``concatenate([arange(s, s + n) for s, n in zip(starts, lens)])`` without the Python loop."""
-    return np.repeat(starts, lens) + (np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens))
+    rows = np.empty(bounds[-1], np.int64)
+    keys = np.empty(bounds[-1], np.int64)
+    for k in range(r0.shape[0]):
+        for i in range(lens[k]):
+            r = r0[k] + i
+            if row_status[r] == status:
+                q = fill[prod[r]]
+                rows[q] = r
+                keys[q] = 2 * (ord0[k] + i) + 1
+                fill[prod[r]] = q + 1
+    return rows, keys, bounds
 
 
 def scan(buf: np.ndarray, table: ProductTable, first_line: int = 1) -> ScanBlock:

@@ -17,7 +17,7 @@ from collections import defaultdict
 import numpy as np
 import orjson
 
-from collectors.frame_scan import group_by_product, range_index
+from collectors.frame_scan import group_runs
 
 RECENT_FRAMES = 4096  # per connection: a duplicate older than this is reported as a late frame
 RECENT_TRADE_IDS = 200_000  # per product: trade ids remembered for deduplication (1.6 MB each)
@@ -195,15 +195,12 @@ class ArrivalRows:
             by_block.setdefault(id(block), [block, []])[1].append((r0, r1, base))
             base += r1 - r0
         for block, runs in by_block.values():  # blocks come in order, so keys keep increasing
-            r0 = np.array([r[0] for r in runs], np.int64)
-            lens = np.array([r[1] - r[0] for r in runs], np.int64)
-            ord0 = np.array([r[2] for r in runs], np.int64)
-            idx = range_index(r0, lens)
-            ords = range_index(ord0, lens)
             names = block.table_names
-            pos, bounds = group_by_product(idx, block.prod, block.row_status, self.status, len(names))
-            rows = block.rows_as(idx[pos], self.dtype)
-            keys = 2 * ords[pos] + 1
+            rows, keys, bounds = group_runs(np.array([r[0] for r in runs], np.int64),
+                                            np.array([r[1] - r[0] for r in runs], np.int64),
+                                            np.array([r[2] for r in runs], np.int64),
+                                            block.prod, block.row_status, self.status, len(names))
+            rows = block.rows_as(rows, self.dtype)
             for k in np.flatnonzero(np.diff(bounds)).tolist():
                 a, b = bounds[k], bounds[k + 1]
                 blocks[names[k]].append((keys[a:b], rows[a:b]))
