@@ -4,9 +4,18 @@ Inputs per row i (the trades received in (t_{i-1}, t_i], see :class:`kernels.fra
 taker-buy / taker-sell base volume, n^B_i / n^S_i counts, N_i notional (sum of price x size), M_i the largest
 trade. Window sums over (t - W, t] carry their state across partitions (``kernels.dynamic.window_sums``).
 
-Rule for invalid rows: trades come from their own channel, so the trade-only features do not depend on
-``valid``. Only ``tf_mid_vwap_dev_bps_*`` reads the book (the mid) and is NaN where the book is not whole or
-one-sided. Ratios with an empty denominator (no trades in the window) are NaN.
+Rule for invalid rows (``valid == False``: a sequence gap, a disconnect, the start of a recording, a stale
+book). Coinbase numbers every frame of a connection in one sequence, and the collector reconnects on a gap, so a
+row whose book is not whole may also have lost trades. Such a row contributes nothing to any window, and:
+
+* every trade-flow feature is NaN on the row itself;
+* sums over a window (volumes, signed volumes and counts, ``tf_trade_rate_10s``) are NaN while the window holds
+  an invalid row: part of its flow is unknown, and a zero would read as a quiet market (so the first W seconds
+  of a recording have no W-second sums);
+* ratios (imbalances, VWAP, mean trade size, large-trade share) are taken over the window's valid rows.
+
+``tf_mid_vwap_dev_bps_*`` is also NaN on a one-sided book. Ratios with an empty denominator (no trades in the
+window's valid rows) are NaN.
 
 Features (W in seconds)
     * ``tf_signed_volume``                 B_i - S_i (1 row)
@@ -41,7 +50,7 @@ LARGE_WINDOW_S = 60
 LARGE_K = 4.0
 KERNEL = "kernels.trade_flow.compute"
 # window columns
-C_BUY, C_SELL, C_NBUY, C_NSELL, C_NOTIONAL = range(5)
+C_BUY, C_SELL, C_NBUY, C_NSELL, C_NOTIONAL, C_INVALID = range(6)
 
 
 def _spec(name, unit, window, description, reference="", params=None):
@@ -101,39 +110,49 @@ def compute(f: MarketFrame, state: dict | None = None) -> dict[str, np.ndarray]:
     state = {} if state is None else state
     check_clock(f, state)
     if "win" not in state:
-        state["win"] = {w: new_window(w, state["step_ns"], 5) for w in WINDOWS_S}
+        state["win"] = {w: new_window(w, state["step_ns"], 6) for w in WINDOWS_S}
         state["large"] = new_window(LARGE_WINDOW_S, state["step_ns"], 2)
-        state["prev_sums"] = np.zeros(5)  # the 60 s window sums after the previous row
+        state["prev_sums"] = np.zeros(6)  # the 60 s window sums after the previous row
     n = f.n
     t = np.ascontiguousarray(f.t_ns, dtype=np.int64)
-    x = np.stack([f.buy_volume, f.sell_volume, f.buy_count, f.sell_count, f.notional], axis=1).astype(np.float64)
+    valid = np.asarray(f.valid, dtype=bool)
+    x = np.stack([f.buy_volume, f.sell_volume, f.buy_count, f.sell_count, f.notional, ~valid],
+                 axis=1).astype(np.float64)
+    x[~valid, :C_INVALID] = 0.0  # an invalid row's trades may be incomplete: it only counts as unknown
     sums = {w: run_window(state["win"][w], t, x) for w in WINDOWS_S}
-    out: dict[str, np.ndarray] = {"tf_signed_volume": x[:, C_BUY] - x[:, C_SELL]}
+
+    def known(s, value):  # a window sum: NaN while the window holds an invalid row
+        return np.where(s[:, C_INVALID] > 0.5, np.nan, value)
+
+    def on_valid(value):  # a ratio over the window's valid rows: NaN on an invalid row
+        return np.where(valid, value, np.nan)
+
+    out: dict[str, np.ndarray] = {"tf_signed_volume": on_valid(x[:, C_BUY] - x[:, C_SELL])}
     for w in WINDOWS_S:
         s = sums[w]
-        out[f"tf_signed_volume_{w}s"] = s[:, C_BUY] - s[:, C_SELL]
-        out[f"tf_volume_{w}s"] = s[:, C_BUY] + s[:, C_SELL]
-        out[f"tf_imbalance_{w}s"] = _ratio(s[:, C_BUY] - s[:, C_SELL], s[:, C_BUY] + s[:, C_SELL])
-        out[f"tf_signed_count_{w}s"] = s[:, C_NBUY] - s[:, C_NSELL]
+        out[f"tf_signed_volume_{w}s"] = known(s, s[:, C_BUY] - s[:, C_SELL])
+        out[f"tf_volume_{w}s"] = known(s, s[:, C_BUY] + s[:, C_SELL])
+        out[f"tf_imbalance_{w}s"] = on_valid(_ratio(s[:, C_BUY] - s[:, C_SELL], s[:, C_BUY] + s[:, C_SELL]))
+        out[f"tf_signed_count_{w}s"] = known(s, s[:, C_NBUY] - s[:, C_NSELL])
     for w in COUNT_WINDOWS_S:
         s = sums[w]
-        out[f"tf_count_imbalance_{w}s"] = _ratio(s[:, C_NBUY] - s[:, C_NSELL], s[:, C_NBUY] + s[:, C_NSELL])
-    out["tf_trade_rate_10s"] = (sums[10][:, C_NBUY] + sums[10][:, C_NSELL]) / 10.0
+        out[f"tf_count_imbalance_{w}s"] = on_valid(_ratio(s[:, C_NBUY] - s[:, C_NSELL], s[:, C_NBUY] + s[:, C_NSELL]))
+    out["tf_trade_rate_10s"] = known(sums[10], (sums[10][:, C_NBUY] + sums[10][:, C_NSELL]) / 10.0)
     s60 = sums[60]
-    out["tf_avg_trade_size_60s"] = _ratio(s60[:, C_BUY] + s60[:, C_SELL], s60[:, C_NBUY] + s60[:, C_NSELL])
+    out["tf_avg_trade_size_60s"] = on_valid(_ratio(s60[:, C_BUY] + s60[:, C_SELL], s60[:, C_NBUY] + s60[:, C_NSELL]))
     mid = mid_of(f)
     for w in VWAP_WINDOWS_S:
         s = sums[w]
-        vwap = _ratio(s[:, C_NOTIONAL], s[:, C_BUY] + s[:, C_SELL])
+        vwap = on_valid(_ratio(s[:, C_NOTIONAL], s[:, C_BUY] + s[:, C_SELL]))
         out[f"tf_vwap_{w}s"] = vwap
         out[f"tf_mid_vwap_dev_bps_{w}s"] = _ratio(1e4 * (mid - vwap), vwap)
     # large trades: threshold from the 60 s window as it stood after the previous row
-    prev = np.vstack([state["prev_sums"][None, :], s60[:-1]]) if n else np.zeros((0, 5))
+    prev = np.vstack([state["prev_sums"][None, :], s60[:-1]]) if n else np.zeros((0, 6))
     mbar = _ratio(prev[:, C_BUY] + prev[:, C_SELL], prev[:, C_NBUY] + prev[:, C_NSELL])
     with np.errstate(invalid="ignore"):
-        large = np.where((f.max_trade > 0) & (f.max_trade >= LARGE_K * mbar), f.max_trade, 0.0)
+        large = np.where(valid & (f.max_trade > 0) & (f.max_trade >= LARGE_K * mbar), f.max_trade, 0.0)
     ls = run_window(state["large"], t, np.stack([large, x[:, C_BUY] + x[:, C_SELL]], axis=1))
-    out["tf_large_trade_share_60s"] = _ratio(ls[:, 0], ls[:, 1])
+    out["tf_large_trade_share_60s"] = on_valid(_ratio(ls[:, 0], ls[:, 1]))
     if n:
         state["prev_sums"] = s60[-1].copy()
         state["last_t"] = int(t[-1])

@@ -25,12 +25,19 @@ def ratio(a, b):
 
 
 def reference(f) -> dict:
+    """The module's formulas row by row; the invalid-row rule spelled out: invalid rows are left out of every
+    window, a window sum is NaN while its window holds one, and every feature is NaN on an invalid row."""
     n = f.n
     cols = {name: np.full(n, nan) for name in (s.name for s in T.FEATURES)}
     B, S, NB, NS, N = f.buy_volume, f.sell_volume, f.buy_count, f.sell_count, f.notional
+    ok = [bool(v) for v in f.valid]
+
+    def rows_of(i, seconds):  # the window's valid rows, and whether it holds an invalid one
+        r = window_rows(f, i, seconds)
+        return [j for j in r if ok[j]], not all(ok[j] for j in r)
 
     def mid(i):
-        if not f.valid[i] or f.bid_sz[i, 0] == 0 or f.ask_sz[i, 0] == 0:
+        if not ok[i] or f.bid_sz[i, 0] == 0 or f.ask_sz[i, 0] == 0:
             return nan
         return (f.bid_px[i, 0] + f.ask_px[i, 0]) / 2
 
@@ -39,27 +46,30 @@ def reference(f) -> dict:
 
     large = np.zeros(n)
     for i in range(n):
-        thr = mean_size(window_rows(f, i - 1, 60)) if i > 0 else nan  # the window after the previous row
-        large[i] = f.max_trade[i] if (f.max_trade[i] > 0 and f.max_trade[i] >= T.LARGE_K * thr) else 0.0
+        thr = mean_size(rows_of(i - 1, 60)[0]) if i > 0 else nan  # the window after the previous row
+        big = f.max_trade[i] > 0 and f.max_trade[i] >= T.LARGE_K * thr
+        large[i] = f.max_trade[i] if ok[i] and big else 0.0
     for i in range(n):
+        if not ok[i]:
+            continue  # every feature stays NaN
         cols["tf_signed_volume"][i] = B[i] - S[i]
         for w in T.WINDOWS_S:
-            r = window_rows(f, i, w)
+            r, unknown = rows_of(i, w)
             b, s = sum(B[j] for j in r), sum(S[j] for j in r)
-            cols[f"tf_signed_volume_{w}s"][i] = b - s
-            cols[f"tf_volume_{w}s"][i] = b + s
+            cols[f"tf_signed_volume_{w}s"][i] = nan if unknown else b - s
+            cols[f"tf_volume_{w}s"][i] = nan if unknown else b + s
             cols[f"tf_imbalance_{w}s"][i] = ratio(b - s, b + s)
-            cols[f"tf_signed_count_{w}s"][i] = sum(NB[j] - NS[j] for j in r)
+            cols[f"tf_signed_count_{w}s"][i] = nan if unknown else sum(NB[j] - NS[j] for j in r)
         for w in T.COUNT_WINDOWS_S:
-            r = window_rows(f, i, w)
+            r, _ = rows_of(i, w)
             nb, ns = sum(NB[j] for j in r), sum(NS[j] for j in r)
             cols[f"tf_count_imbalance_{w}s"][i] = ratio(nb - ns, nb + ns)
-        r10 = window_rows(f, i, 10)
-        cols["tf_trade_rate_10s"][i] = sum(NB[j] + NS[j] for j in r10) / 10
-        r60 = window_rows(f, i, 60)
+        r10, unknown10 = rows_of(i, 10)
+        cols["tf_trade_rate_10s"][i] = nan if unknown10 else sum(NB[j] + NS[j] for j in r10) / 10
+        r60, _ = rows_of(i, 60)
         cols["tf_avg_trade_size_60s"][i] = mean_size(r60)
         for w in T.VWAP_WINDOWS_S:
-            r = window_rows(f, i, w)
+            r, _ = rows_of(i, w)
             vwap = ratio(sum(N[j] for j in r), sum(B[j] + S[j] for j in r))
             cols[f"tf_vwap_{w}s"][i] = vwap
             cols[f"tf_mid_vwap_dev_bps_{w}s"][i] = 1e4 * (mid(i) - vwap) / vwap
@@ -107,6 +117,19 @@ def test_no_trades_and_gapped_grid():
         assert got[f"tf_volume_{w}s"][quiet] == 0.0 and got[f"tf_signed_volume_{w}s"][quiet] == 0.0
         assert np.isnan(got[f"tf_imbalance_{w}s"][quiet])
     assert np.isnan(got["tf_vwap_10s"][quiet]) and np.isnan(got["tf_mid_vwap_dev_bps_10s"][quiet])
+
+
+def test_an_invalid_row_blanks_the_sums_of_every_window_that_holds_it():
+    f = random_frame(400, seed=9, step_ns=100_000_000)
+    f.valid[:] = True
+    f.valid[200] = False
+    out = T.compute(f)
+    assert_matches(out, reference(f))
+    for w in T.WINDOWS_S:
+        held = (f.t_ns > f.t_ns[200] - 1) & (f.t_ns < f.t_ns[200] + w * 10**9)  # windows (t - W, t] holding row 200
+        assert np.isnan(out[f"tf_volume_{w}s"][held]).all() and not np.isnan(out[f"tf_volume_{w}s"][~held]).any()
+        assert (~np.isnan(out[f"tf_imbalance_{w}s"][held & f.valid])).any()  # ratios go on over the valid rows
+    assert all(np.isnan(out[name][200]) for name in out)
 
 
 def test_hand_computed():
