@@ -16,8 +16,8 @@ holds run id, parameters and metrics as JSON, one row per run (replaced when a r
 Notebooks are jupytext percent files (``research/notebooks/NN_*.py``); papermill reads only ``.ipynb``, so each is
 converted in memory. Each run executes in its own process with BLAS/OpenMP/numba capped at one thread per kernel,
 and ``seed`` in the parameters seeds every random choice, so the same parameters reproduce the same metrics.
-Resume: a notebook already ``ok`` with the same parameter hash and the same source is skipped (once one runs,
-the later ones run too). A failing notebook keeps its partial
+Resume: a notebook already ``ok`` with the same parameter hash, the same source and the same inputs (library
+code and the data root's features: ``research.fingerprint``) is skipped (once one runs, the later ones run too). A failing notebook keeps its partial
 output and the error; the later notebooks of the chain still run (each needs only what earlier ones wrote, and
 fails clearly when it is missing).
 """
@@ -37,6 +37,7 @@ from pathlib import Path
 
 from l2lab import atomic
 from l2lab.settings import REPO_ROOT, Settings
+from research.fingerprint import inputs_fingerprint
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent / "notebooks"
 CHAIN = ("01_data_exploration", "02_targets", "03_selection", "04_modelling", "05_backtest", "06_interpretability")
@@ -168,7 +169,8 @@ def run_one(run_dir: str | Path, notebooks: list[str], params: dict, kernel: str
     expected = _ExpectedParams({"run_dir", *DEFAULTS}.union(*(declared_params(notebook_path(n)) for n in notebooks)))
     logging.getLogger("papermill").addFilter(expected)
     try:
-        _run_notebooks(run_dir, notebooks, params, h, status, kernel, timeout, force)
+        inputs = inputs_fingerprint(Settings.load(params.get("data_root")).data_root)
+        _run_notebooks(run_dir, notebooks, params, h, inputs, status, kernel, timeout, force)
     finally:
         logging.getLogger("papermill").removeFilter(expected)
     status["status"] = "ok" if all(status["notebooks"].get(notebook_path(n).stem, {}).get("status") == "ok"
@@ -182,9 +184,9 @@ def source_hash(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def _run_notebooks(run_dir: Path, notebooks: list[str], params: dict, h: str, status: dict, kernel, timeout,
-                   force: bool) -> None:
-    """Skip a notebook done with the same parameters and the same source, until one runs: every later notebook
+def _run_notebooks(run_dir: Path, notebooks: list[str], params: dict, h: str, inputs: str, status: dict, kernel,
+                   timeout, force: bool) -> None:
+    """Skip a notebook done with the same parameters, source and inputs, until one runs: every later notebook
     of the chain then runs too (it reads what the earlier ones wrote)."""
     rerun = force
     for name in notebooks:
@@ -192,17 +194,18 @@ def _run_notebooks(run_dir: Path, notebooks: list[str], params: dict, h: str, st
         src = source_hash(nb)
         done = status["notebooks"].get(nb.stem, {})
         if not rerun and done.get("status") == "ok" and done.get("params_hash") == h and \
-                done.get("source_hash") == src:
+                done.get("source_hash") == src and done.get("inputs_hash") == inputs:
             continue
         rerun = True
-        status["notebooks"][nb.stem] = {"status": "running", "params_hash": h, "source_hash": src}
+        status["notebooks"][nb.stem] = {"status": "running", "params_hash": h, "source_hash": src,
+                                        "inputs_hash": inputs}
         atomic.write_json(run_dir / "status.json", status)
         try:
             st = execute_notebook(nb, run_dir, params, kernel, timeout)
         except Exception as exc:  # e.g. the kernel did not start
             st = {"notebook": nb.stem, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
                   "traceback": traceback.format_exc(limit=5)}
-        st["params_hash"], st["source_hash"] = h, src
+        st["params_hash"], st["source_hash"], st["inputs_hash"] = h, src, inputs
         status["notebooks"][nb.stem] = st
         atomic.write_json(run_dir / "status.json", status)
 

@@ -9,7 +9,8 @@ parameters cell or papermill's injected cell) to its default, then calls :func:`
 
 A run folder holds one training set (``<run_dir>/trainset/``) built through the feature store from the research
 session's data range, with every label the chain needs; notebooks 01-06 of the same run all read it. Without a
-run folder (interactive use) it goes to ``<data>/research_cache/<hash of the parameters>/``.
+run folder (interactive use) it goes to ``<data>/research_cache/<hash of the parameters>/``. Either is rebuilt
+when the library code or the data root's features changed since it was built (``research.fingerprint``).
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ def setup(namespace: dict) -> Context:
 def prepare(*, data_root=None, run_dir=None, session="research", symbols=None, start=None, end=None, grid="1s",
             horizons=PRICE_HORIZONS, feature_service=None, features=None, trainset_source="feast") -> Context:
     """Resolve the data root, read the research session and its truth, build the training set once, load it."""
+    from research.fingerprint import inputs_fingerprint
     from research.sessions import load_session, load_truth
     from research.trainsets import build_training_set, load_training_set
 
@@ -120,8 +122,9 @@ def prepare(*, data_root=None, run_dir=None, session="research", symbols=None, s
         truth = None
     want = {"session": session, "symbols": symbols, "start": start, "end": end, "grid": grid,
             "labels": labels_for(horizons), "feature_service": feature_service, "features": features,
-            "source": trainset_source}
-    out = Path(run_dir) / "trainset" if run_dir else root / "research_cache" / params_hash(want)
+            "source": trainset_source, "inputs": inputs_fingerprint(root)}  # rebuilt when code or features change
+    out = (Path(run_dir) / "trainset" if run_dir
+           else root / "research_cache" / params_hash({k: v for k, v in want.items() if k != "inputs"}))
     request_path = out / "request.json"
     if not (request_path.exists() and json.loads(request_path.read_text()) == json.loads(json.dumps(want))):
         build_training_set(root, out, grid=grid, labels=want["labels"], features=features,

@@ -2,6 +2,7 @@
 determinism, grids in parallel processes, failures kept with their partial output."""
 
 import json
+import os
 import shutil
 import textwrap
 
@@ -11,6 +12,7 @@ import pytest
 
 from l2lab.settings import Settings
 from research import model_artifact, runner
+from research.fingerprint import inputs_fingerprint
 from tests.research.conftest import TINY_HOURS
 
 TINY = {"horizons": [1, 5, 30], "horizon": 5, "target": "direction", "n_splits": 4, "selection_frac": 0.4,
@@ -92,6 +94,20 @@ def test_resume_skips_completed_and_modelling_is_deterministic(chain, tiny_root,
     assert (run_dir / "02_targets.ipynb").stat().st_mtime_ns == mtime02  # skipped
     assert (run_dir / "04_modelling.ipynb").stat().st_mtime_ns > mtime  # ran again after 03
     assert again["notebooks"]["03_selection"]["source_hash"] == runner.source_hash(runner.notebook_path("03"))
+    # rebuilt features (new silver files, even with the same values) run the chain again, training set included
+    mtime01 = (run_dir / "01_data_exploration.ipynb").stat().st_mtime_ns
+    trainset = run_dir / "trainset" / "trainset.parquet"
+    built = trainset.stat().st_mtime_ns
+    part = next((tiny_root / "silver").rglob("*.parquet"))
+    os.utime(part, ns=(part.stat().st_atime_ns, part.stat().st_mtime_ns + 1))
+    again = runner.run_one(run_dir, ["01"], params)
+    assert again["notebooks"]["01_data_exploration"]["status"] == "ok"
+    assert (run_dir / "01_data_exploration.ipynb").stat().st_mtime_ns > mtime01
+    assert trainset.stat().st_mtime_ns > built
+    assert again["notebooks"]["01_data_exploration"]["inputs_hash"] == inputs_fingerprint(tiny_root)
+    mtime01 = (run_dir / "01_data_exploration.ipynb").stat().st_mtime_ns
+    runner.run_one(run_dir, ["01"], params)
+    assert (run_dir / "01_data_exploration.ipynb").stat().st_mtime_ns == mtime01  # unchanged inputs: skipped
     # same parameters in another folder, notebook 04 executed again: the same metrics to the last bit
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("ag", "model", "04_*", "05_*", "06_*",
