@@ -24,7 +24,8 @@ TARGET_DELTAS = 10_000_000
 def run(target: int = TARGET_DELTAS) -> dict:
     from kernels import catalog
     from kernels.book import BookRebuilder
-    from kernels.pipeline import FeatureBuilder, _hour_dirs, _read_struct
+    from collectors.bronze import hour_partitions, read_partition
+    from kernels.pipeline import FeatureBuilder
     from l2lab.schema import L2_EVENT_DTYPE
     from simulator.l2 import MarketSimulator
     from simulator.normalized import write_bronze
@@ -45,8 +46,8 @@ def run(target: int = TARGET_DELTAS) -> dict:
         t = time.perf_counter()
         rb = BookRebuilder(1, grids_ns=(100_000_000, 1_000_000_000), event_time=False)
         base = root / "bronze" / "l2_events" / "exchange=coinbase" / "symbol=BTC-USD"
-        for date, hour, folder in _hour_dirs(base):
-            rb.process(_read_struct(folder, L2_EVENT_DTYPE))
+        for date, hour, folder in hour_partitions(base):
+            rb.process(read_partition(folder, L2_EVENT_DTYPE))
         book_s = time.perf_counter() - t
         # an untimed first build loads or compiles every numba kernel; the timed build starts from scratch
         FeatureBuilder(root, grids_ms=(100, 1000)).build(["BTC-USD"])

@@ -1,8 +1,10 @@
 """Bronze layer: normalized rows as hive-partitioned Parquet, one folder per hour, written atomically.
 
 Path: ``<data>/bronze/<dataset>/exchange=<ex>/symbol=<sym>/date=YYYY-MM-DD/hour=HH/part-<first ts>-<n>.parquet``.
-Each flush adds part files (temp file + rename, so a reader never sees half a file). Prices and sizes are int64 mantissas with ``price_exp``/``size_exp``
-columns (see ``l2lab.schema``); the warehouse views add float columns.
+Each flush adds part files (temp file + rename, so a reader never sees half a file). Prices and sizes are int64
+mantissas with ``price_exp``/``size_exp`` columns (see ``l2lab.schema``); the warehouse views add float columns.
+The readers at the end (one symbol's hour partitions as structured arrays) serve the feature build and the
+backtest.
 """
 
 from __future__ import annotations
@@ -164,3 +166,38 @@ def read_dataset(root: str | os.PathLike, dataset: str, **partitions) -> pa.Tabl
 def part_sort_key(p: Path):
     _, first, rest = p.stem.split("-", 2)
     return (str(p.parent), int(first), rest)
+
+
+# -- reading one symbol's partitions (the feature build, the backtest) ---------------------------------------------
+def hour_partitions(base: Path) -> list[tuple[str, str, Path]]:
+    """(date, hour, folder) of every ``date=*/hour=*`` partition under ``base`` (one symbol of a dataset), in
+    order."""
+    if not base.exists():
+        return []
+    return [(d.parent.name.split("=", 1)[1], d.name.split("=", 1)[1], d) for d in sorted(base.glob("date=*/hour=*"))]
+
+
+def read_partition(folder: Path, dtype: np.dtype) -> np.ndarray:
+    """Every row of a partition's part files, in written order, as a structured array of ``dtype`` (its fields
+    are read by name)."""
+    parts = sorted(folder.glob("part-*.parquet"), key=part_sort_key) if folder.exists() else []
+    tables = [pq.read_table(p, columns=list(dtype.names)) for p in parts]
+    out = np.empty(sum(t.num_rows for t in tables), dtype)
+    i = 0
+    for t in tables:
+        for name in dtype.names:
+            out[name][i:i + t.num_rows] = t.column(name).to_numpy()
+        i += t.num_rows
+    return out
+
+
+def hour_key_start_ns(key: str) -> int:
+    """``"YYYY-MM-DD/HH"`` (a partition's date and hour) -> the hour's start in ns UTC."""
+    date, hour = key.split("/")
+    return int(np.datetime64(f"{date}T{hour}:00", "ns").astype(np.int64))
+
+
+def partition_exps(folder: Path) -> tuple[int, int]:
+    """(price_exp, size_exp) of an events partition, read from its first part file."""
+    t = pq.read_table(sorted(folder.glob("part-*.parquet"))[0], columns=["price_exp", "size_exp"])
+    return int(t.column("price_exp")[0].as_py()), int(t.column("size_exp")[0].as_py())

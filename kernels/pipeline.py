@@ -25,7 +25,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from collectors.bronze import HOUR_NS, part_sort_key, partition_dir
+from collectors.bronze import (
+    HOUR_NS, hour_key_start_ns, hour_partitions, partition_dir, partition_exps, read_partition,
+)
 from kernels import catalog
 from kernels.frame import TOUCH_COLUMNS, MarketFrame, touch_frame
 from kernels.stream import STATE_VERSION, SymbolState, SymbolStream, book_families
@@ -70,40 +72,10 @@ def catalog_hash() -> str:
     return h.hexdigest()[:16]
 
 
-def _hour_dirs(base: Path) -> list[tuple[str, str, Path]]:
-    if not base.exists():
-        return []
-    return [(d.parent.name.split("=", 1)[1], d.name.split("=", 1)[1], d) for d in sorted(base.glob("date=*/hour=*"))]
-
-
-def _read_struct(folder: Path, dtype: np.dtype) -> np.ndarray:
-    parts = sorted(folder.glob("part-*.parquet"), key=part_sort_key) if folder.exists() else []
-    tables = [pq.read_table(p, columns=list(dtype.names)) for p in parts]
-    n = sum(t.num_rows for t in tables)
-    out = np.empty(n, dtype)
-    i = 0
-    for t in tables:
-        for name in dtype.names:
-            out[name][i:i + t.num_rows] = t.column(name).to_numpy()
-        i += t.num_rows
-    return out
-
-
-def _hour_start(key: str) -> int:
-    date, hour = key.split("/")
-    return int(np.datetime64(f"{date}T{hour}:00", "ns").astype(np.int64))
-
-
 def _fingerprint(*folders: Path) -> tuple:
     """The part files (name, size) of the given partition folders: changes when bronze is rewritten."""
     return tuple((str(p.relative_to(p.parents[4])), p.stat().st_size)
                  for folder in folders if folder.exists() for p in sorted(folder.glob("part-*.parquet")))
-
-
-def _exps(folder: Path) -> tuple[int, int]:
-    parts = sorted(folder.glob("part-*.parquet"))
-    t = pq.read_table(parts[0], columns=["price_exp", "size_exp"])
-    return int(t.column("price_exp")[0].as_py()), int(t.column("size_exp")[0].as_py())
 
 
 class FeatureBuilder:
@@ -147,10 +119,10 @@ class FeatureBuilder:
         for symbol in symbols or self.symbols():
             l2_base = self.root / "bronze" / "l2_events" / f"exchange={self.exchange}" / f"symbol={symbol}"
             tr_base = self.root / "bronze" / "trades" / f"exchange={self.exchange}" / f"symbol={symbol}"
-            hours = _hour_dirs(l2_base)
+            hours = hour_partitions(l2_base)
             if not hours:
                 continue
-            price_exp, size_exp = _exps(hours[0][2])
+            price_exp, size_exp = partition_exps(hours[0][2])
             st = self._load_state(symbol)
             stream = SymbolStream(symbol, price_exp, size_exp, grids_ms=self.grids_ms, depth=self.depth, state=st,
                                   families=self.families)
@@ -171,9 +143,9 @@ class FeatureBuilder:
                 if st.done and key < st.done[-1]:
                     raise RuntimeError(f"{symbol}: partition {key} arrived after {st.done[-1]} was built; "
                                        f"rebuild with --rebuild")
-                events = _read_struct(folder, L2_EVENT_DTYPE)
-                trades = stream.dedupe(_read_struct(trades_dir, TRADE_DTYPE))
-                if st.done and hour_start > _hour_start(st.done[-1]) + HOUR_NS:
+                events = read_partition(folder, L2_EVENT_DTYPE)
+                trades = stream.dedupe(read_partition(trades_dir, TRADE_DTYPE))
+                if st.done and hour_start > hour_key_start_ns(st.done[-1]) + HOUR_NS:
                     # hours with no bronze at all: the next recording starts with its own gap marker and
                     # snapshot, so the grid restarts at its first frame instead of filling the hole
                     stream.restart_grid()
@@ -211,7 +183,7 @@ def build_labels(data_root: Path, exchange: str = "coinbase", grids_ms=DEFAULT_G
         base = root / "silver" / f"book_features_{grid_name(g_ms)}" / f"exchange={exchange}"
         for sym_dir in sorted(base.glob("symbol=*")) if base.exists() else []:
             symbol = sym_dir.name.split("=", 1)[1]
-            hours = _hour_dirs(sym_dir)
+            hours = hour_partitions(sym_dir)
             loaded: dict[int, pa.Table] = {}  # only the partition and its read-ahead are in memory
 
             def table(k: int) -> pa.Table:
@@ -263,14 +235,14 @@ def build_cross_asset(data_root: Path, exchange: str = "coinbase", leader: str =
         lead_dir = base / f"symbol={leader}"
         if not lead_dir.exists():
             continue
-        lead_hours = {(d, h): p for d, h, p in _hour_dirs(lead_dir)}
+        lead_hours = {(d, h): p for d, h, p in hour_partitions(lead_dir)}
         for sym_dir in sorted(base.glob("symbol=*")):
             symbol = sym_dir.name.split("=", 1)[1]
             if symbol == leader:
                 continue
             state = XA.new_state()
             last_t = None
-            for date, hour, folder in _hour_dirs(sym_dir):
+            for date, hour, folder in hour_partitions(sym_dir):
                 if (date, hour) not in lead_hours:
                     continue
                 f_t = pq.read_table(folder / "part-0.parquet", columns=list(TOUCH_COLUMNS))

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from collectors.bronze import HOUR_NS
+from collectors.bronze import HOUR_NS, hour_key_start_ns, hour_partitions, partition_exps, read_partition
 from kernels.book import BookRebuilder
 from kernels.frame import DEFAULT_MAX_STALE_NS
-from kernels.pipeline import _exps, _hour_dirs, _hour_start, _read_struct
 from kernels.stream import dedupe_trades
 from l2lab.schema import FLAG_FRAME_END, L2_EVENT_DTYPE, TRADE_DTYPE
 
@@ -25,15 +24,15 @@ _PARTITIONS: dict = {}  # (folder, its files' names/sizes/mtimes) -> rows: the l
 PARTITION_CACHE = 4  # partitions kept (the observation pass and the event loop read the same ones in turn)
 
 
-def read_partition(folder: Path, dtype: np.dtype) -> np.ndarray:
-    """All rows of one bronze hour folder (kernels.pipeline's reader), from a small cache of recent reads keyed
-    by the folder's files, so a rewritten partition is read again."""
+def cached_partition(folder: Path, dtype: np.dtype) -> np.ndarray:
+    """All rows of one bronze hour folder (``collectors.bronze.read_partition``), from a small cache of recent
+    reads keyed by the folder's files, so a rewritten partition is read again."""
     files = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.glob("part-*.parquet"))) \
         if folder.exists() else ()
     key = (str(folder), files)
     rows = _PARTITIONS.get(key)
     if rows is None:
-        rows = _read_struct(folder, dtype)
+        rows = read_partition(folder, dtype)
         while len(_PARTITIONS) >= PARTITION_CACHE:
             _PARTITIONS.pop(next(iter(_PARTITIONS)))
         _PARTITIONS[key] = rows
@@ -109,11 +108,11 @@ class SymbolTape:
         self.symbol = symbol
         self.l2_base = root / "l2_events" / f"exchange={exchange}" / f"symbol={symbol}"
         self.tr_base = root / "trades" / f"exchange={exchange}" / f"symbol={symbol}"
-        self.hours = _hour_dirs(self.l2_base)
+        self.hours = hour_partitions(self.l2_base)
         if not self.hours:
             raise FileNotFoundError(f"{self.l2_base}: no bronze l2_events partitions")
-        self.hour_starts = [_hour_start(f"{date}/{hour}") for date, hour, _ in self.hours]
-        self.price_exp, self.size_exp = _exps(self.hours[0][2])
+        self.hour_starts = [hour_key_start_ns(f"{date}/{hour}") for date, hour, _ in self.hours]
+        self.price_exp, self.size_exp = partition_exps(self.hours[0][2])
         self.pdiv, self.sdiv = 10.0 ** self.price_exp, 10.0 ** self.size_exp
         self.rb = rebuilder(depth)
         self.depth = depth
@@ -139,8 +138,8 @@ class SymbolTape:
         """Load partitions until every row received at or before ``t_ns`` is in memory."""
         while self._next_hour < len(self.hours) and self.loaded_until_ns <= t_ns:
             date, hour, folder = self.hours[self._next_hour]
-            ev = read_partition(folder, L2_EVENT_DTYPE)
-            tr = dedupe_trades(read_partition(self.tr_base / f"date={date}" / f"hour={hour}", TRADE_DTYPE),
+            ev = cached_partition(folder, L2_EVENT_DTYPE)
+            tr = dedupe_trades(cached_partition(self.tr_base / f"date={date}" / f"hour={hour}", TRADE_DTYPE),
                                 self._recent_ids)
             self._next_hour += 1
             self._parts.append((len(ev), len(tr)))
@@ -204,5 +203,5 @@ class SymbolTape:
 
     def ev_last_ns(self) -> int:
         """Receive time of the last L2 row (reads only the last partition's receive times)."""
-        last = _read_struct(self.hours[-1][2], np.dtype([("ts_recv_ns", "<i8")]))
+        last = read_partition(self.hours[-1][2], np.dtype([("ts_recv_ns", "<i8")]))
         return int(last["ts_recv_ns"].max()) if len(last) else self.hour_starts[-1] + HOUR_NS - 1
