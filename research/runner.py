@@ -16,10 +16,10 @@ holds run id, parameters and metrics as JSON, one row per run (replaced when a r
 Notebooks are jupytext percent files (``research/notebooks/NN_*.py``); papermill reads only ``.ipynb``, so each is
 converted in memory. Each run executes in its own process with BLAS/OpenMP/numba capped at one thread per kernel,
 and ``seed`` in the parameters seeds every random choice, so the same parameters reproduce the same metrics.
-Resume: a notebook already ``ok`` with the same parameter hash, the same source and the same inputs (library
-code and the data root's features: ``research.fingerprint``) is skipped (once one runs, the later ones run too). A failing notebook keeps its partial
-output and the error; the later notebooks of the chain still run (each needs only what earlier ones wrote, and
-fails clearly when it is missing).
+Resume: a notebook already ``ok`` with the same parameter hash, the same source and the same inputs (code, the
+session's data in the data root and files the parameters name: ``research.fingerprint``) is skipped (once one
+runs, the later ones run too). A failing notebook keeps its partial output and the error; the later notebooks of
+the chain still run (each needs only what earlier ones wrote, and fails clearly when it is missing).
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def run_one(run_dir: str | Path, notebooks: list[str], params: dict, kernel: str
     expected = _ExpectedParams({"run_dir", *DEFAULTS}.union(*(declared_params(notebook_path(n)) for n in notebooks)))
     logging.getLogger("papermill").addFilter(expected)
     try:
-        inputs = inputs_fingerprint(Settings.load(params.get("data_root")).data_root)
+        inputs = _inputs(params)
         _run_notebooks(run_dir, notebooks, params, h, inputs, status, kernel, timeout, force)
     finally:
         logging.getLogger("papermill").removeFilter(expected)
@@ -178,6 +178,21 @@ def run_one(run_dir: str | Path, notebooks: list[str], params: dict, kernel: str
     atomic.write_json(run_dir / "status.json", status)
     write_run_index(run_dir)
     return status
+
+
+def _inputs(params: dict) -> str:
+    """The run's inputs (``research.fingerprint``): code, the research session's exchange in the data root, and
+    files the parameters name (e.g. ``backtest_config``)."""
+    from research.sessions import DEFAULT_NAME, load_session
+
+    root = Settings.load(params.get("data_root")).data_root
+    try:
+        exchange = load_session(root, params.get("session") or DEFAULT_NAME).get("exchange")
+    except FileNotFoundError:
+        exchange = None
+    files = [v for k, v in sorted(params.items()) if k not in ("data_root", "run_dir") and isinstance(v, str)
+             and v and Path(v).is_file()]
+    return inputs_fingerprint(root, exchange, files)
 
 
 def source_hash(path: Path) -> str:

@@ -122,7 +122,7 @@ def prepare(*, data_root=None, run_dir=None, session="research", symbols=None, s
         truth = None
     want = {"session": session, "symbols": symbols, "start": start, "end": end, "grid": grid,
             "labels": labels_for(horizons), "feature_service": feature_service, "features": features,
-            "source": trainset_source, "inputs": inputs_fingerprint(root)}  # rebuilt when code or features change
+            "source": trainset_source, "inputs": inputs_fingerprint(root, sess.get("exchange"))}  # code or data changed
     out = (Path(run_dir) / "trainset" if run_dir
            else root / "research_cache" / params_hash({k: v for k, v in want.items() if k != "inputs"}))
     request_path = out / "request.json"

@@ -12,7 +12,6 @@ import pytest
 
 from l2lab.settings import Settings
 from research import model_artifact, runner
-from research.fingerprint import inputs_fingerprint
 from tests.research.conftest import TINY_HOURS
 
 TINY = {"horizons": [1, 5, 30], "horizon": 5, "target": "direction", "n_splits": 4, "selection_frac": 0.4,
@@ -104,7 +103,7 @@ def test_resume_skips_completed_and_modelling_is_deterministic(chain, tiny_root,
     assert again["notebooks"]["01_data_exploration"]["status"] == "ok"
     assert (run_dir / "01_data_exploration.ipynb").stat().st_mtime_ns > mtime01
     assert trainset.stat().st_mtime_ns > built
-    assert again["notebooks"]["01_data_exploration"]["inputs_hash"] == inputs_fingerprint(tiny_root)
+    assert again["notebooks"]["01_data_exploration"]["inputs_hash"] == runner._inputs(params)
     mtime01 = (run_dir / "01_data_exploration.ipynb").stat().st_mtime_ns
     runner.run_one(run_dir, ["01"], params)
     assert (run_dir / "01_data_exploration.ipynb").stat().st_mtime_ns == mtime01  # unchanged inputs: skipped
