@@ -15,10 +15,10 @@ socket queue depth, lag = receive time - venue timestamp of the last data frame)
 (``<data>/logs/collect-<t>.jsonl``: start, stats every second, resyncs, stop).
 
 Faults: a sequence gap, a stale connection (no frame within ``stale_after_s``; the ``heartbeats`` channel
-sends one a second) or subscriptions the venue has not confirmed within ``subscribe_timeout_s`` (e.g. it answered
-with an error frame) make the collector *resync*: it drops the ccxt client, rejects ccxt's pending watches with a
-``NetworkError`` and closes the connection, so the watch loops reconnect and resubscribe and the venue sends fresh
-snapshots. Reconnects back off exponentially with full jitter. SIGINT/SIGTERM (or the duration ending) stop
+sends one a second) or subscriptions the venue has not confirmed within ``subscribe_timeout_s`` of the client
+being caught up with its socket (e.g. the venue answered with an error frame) make the collector *resync*: it
+drops the ccxt client, rejects ccxt's pending watches with a ``NetworkError`` and closes the connection, so the
+watch loops reconnect and resubscribe and the venue sends fresh snapshots. Reconnects back off exponentially with full jitter. SIGINT/SIGTERM (or the duration ending) stop
 gracefully: ccxt is closed, the normalizer drained, bronze and the capture flushed.
 
 ccxt 4.5.90 raises ``ExchangeError`` from its message callback on a venue error frame (and a decode error on a
@@ -180,7 +180,7 @@ class CoinbaseCollector:
         self._conn_base = (time.time_ns() // 1_000_000) * 1_000_000
         self._conns: list[tuple[object, int]] = []  # recent (connection object, conn id); objects kept alive
         self._conn: int | None = None  # id of the connection frames arrive on now
-        self._conn_since = time.monotonic()
+        self._unconfirmed_s = 0.0  # time caught up with the socket while the current connection is unconfirmed
         self._conn_gapped = False  # the current connection had a sequence gap
         self._confirmed: dict[str, set[str]] = {}  # the current connection's confirmed subscriptions
         self._last_frame_mono = time.monotonic()
@@ -216,7 +216,7 @@ class CoinbaseCollector:
                 return cid
         cid = self._conn_base + len(self._conns) if not self._conns else self._conns[-1][1] + 1
         self._conns = (self._conns + [(connection, cid)])[-8:]
-        self._conn, self._conn_since, self._conn_gapped, self._confirmed = cid, time.monotonic(), False, {}
+        self._conn, self._unconfirmed_s, self._conn_gapped, self._confirmed = cid, 0.0, False, {}
         self.report.connections += 1
         return cid
 
@@ -337,9 +337,14 @@ class CoinbaseCollector:
             await asyncio.sleep(0.1)
 
     async def _watchdog(self) -> None:
+        """Stale connections, and subscriptions not confirmed within ``subscribe_timeout_s``. The subscription
+        clock runs only while the client has caught up with its socket: a client behind by hundreds of frames
+        (a busy consumer) has the confirmation still queued, and resyncing it would only start the wait again."""
+        tick = time.monotonic()
         while not self._stop.is_set():
             await asyncio.sleep(min(1.0, self.cfg.stale_after_s / 4, self.cfg.subscribe_timeout_s / 2))
             now = time.monotonic()
+            elapsed, tick = now - tick, now
             if now - self._last_frame_mono > self.cfg.stale_after_s:
                 self.report.stale += 1
                 if self._conn is not None:
@@ -349,10 +354,14 @@ class CoinbaseCollector:
                         self.cfg.stream.frame_done(ts, t_perf)
                 self._last_frame_mono = now
                 self._request_resync("stale connection")
-            elif (self._conn is not None and not self.subscriptions_confirmed and not self._reconnect_requested
-                  and now - self._conn_since > self.cfg.subscribe_timeout_s):
+            elif self._conn is not None and not self.subscriptions_confirmed and not self._reconnect_requested:
+                client = self.exchange.clients.get(self.exchange.urls["api"]["ws"]) if self.exchange else None
+                if client is None or _queue_depth(client) <= 0:  # unknown depth: count the time
+                    self._unconfirmed_s += elapsed
+                if self._unconfirmed_s <= self.cfg.subscribe_timeout_s:
+                    continue
                 self.report.subscribe_timeouts += 1
-                self._conn_since = now
+                self._unconfirmed_s = 0.0
                 self._request_resync(f"subscriptions not confirmed within {self.cfg.subscribe_timeout_s:g} s "
                                      f"(confirmed: {sorted((k, sorted(v)) for k, v in self._confirmed.items())})")
 

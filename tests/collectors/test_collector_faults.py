@@ -29,6 +29,7 @@ from collectors.bronze import read_dataset
 from collectors.capture import read_capture
 from collectors.ingest import ingest_capture
 from collectors.live import CoinbaseCollector, CollectorConfig
+from collectors.live import _queue_depth as live_queue_depth
 from collectors.timeparse import rfc3339_to_ns
 from l2lab.schema import (FLAG_BOOK_RESET, FLAG_FRAME_END, GAP_DISCONNECT, GAP_SEQUENCE, GAP_START, GAP_STOP,
                           L2_GAP)
@@ -430,3 +431,51 @@ def test_failed_subscription_does_not_hang_the_collector(tmp_path):
     q = read_dataset(tmp_path / "bronze", "quarantine").to_pylist()
     assert q and all(r["reason"].startswith("venue error frame: 'Failed to subscribe'") for r in q)
     assert "DOGE-USD is not a valid product" in q[0]["raw"]
+
+
+class BusyConsumer:
+    """A stream consumer that takes ``delay_s`` of CPU per frame (a busy live scorer): the collector then reads
+    ~1,800 frames/s and stays hundreds of frames behind an exchange serving as fast as it reads."""
+
+    def __init__(self, delay_s: float):
+        self.delay_s = delay_s
+
+    def rows(self, dataset, product, rows):
+        pass
+
+    def frame_done(self, ts_recv_ns, t_perf_ns):
+        end = time.perf_counter() + self.delay_s
+        while time.perf_counter() < end:
+            pass
+
+
+@pytest.mark.timeout(90)
+def test_a_client_behind_its_socket_is_not_resynced_for_a_queued_confirmation(tmp_path):
+    """The subscription clock runs only while the client has caught up: a busy collector whose confirmations are
+    still queued behind hundreds of frames is not resynced (before: 3 needless resyncs in 10 s with a 2 s
+    timeout, each starting the wait over) and keeps recording."""
+    from l2lab.demo import start_exchange, stop_exchange
+
+    proc, urls = start_exchange(7, "max", ",".join(SYMBOLS), tmp_path / "exchange")
+    try:
+        cfg = CollectorConfig(symbols=SYMBOLS, data_root=tmp_path, ws_url=urls["ws_url"],
+                              markets=coinbase_markets(MarketSimulator(seed=7, record_latent=False).products),
+                              duration_s=10.0, subscribe_timeout_s=2.0, progress=False, stream=BusyConsumer(0.0005))
+        col = CoinbaseCollector(cfg)
+        behind = []
+
+        async def main():
+            task = asyncio.ensure_future(col.run())
+            while not task.done():
+                await asyncio.sleep(0.5)
+                client = col.exchange.clients.get(col.exchange.urls["api"]["ws"]) if col.exchange else None
+                if client is not None:
+                    behind.append(live_queue_depth(client))
+            return await task
+
+        report = asyncio.run(main())
+    finally:
+        stop_exchange(proc)
+    assert max(behind) > 100  # the scenario: the client really was behind its socket
+    assert report.subscribe_timeouts == 0 and report.resyncs == 0
+    assert report.normalizer.get("l2_rows", 0) > 1000
