@@ -19,7 +19,8 @@ the bucket (t_{i-1}, t_i], V_i = B_i + S_i, N_i its notional, p_i the last trade
   about ten minutes of recent volume; buckets are only opened once the stream has 600 s of history before the
   row (t_{i-1} - t_first >= 600 s), and volume arriving while no bucket can be opened is not bucketed.
   VPIN = sum_{last 50 buckets} |V^S - V^B| / sum_{last 50} V_b, updated when a bucket completes, NaN until 50
-  buckets are complete.
+  buckets are complete. A row with an invalid book may have lost trades (``kernels.trade_flow``): its volume
+  is in no bucket and no bucket size, and its dp in no sigma.
 * ``toxicity_impact_5s_bps``: the order-flow toxicity measure chosen here is the realized (permanent) price
   impact of the taker flow at a 5 s horizon, volume weighted (Huang & Stoll 1996; Hendershott, Jones &
   Menkveld 2011 use 2 x this per trade):  sum_j x_j r_j / sum_j V_j  with r_j = 1e4 (m_{k(j)} - m_{j-1}) /
@@ -280,16 +281,18 @@ def compute(f: MarketFrame, state: dict | None = None) -> dict[str, np.ndarray]:
         with np.errstate(invalid="ignore", divide="ignore"):
             out[f"amihud_{w}s"] = np.where(s[:, 0] > 0, s[:, 1] / np.where(s[:, 0] > 0, s[:, 0], 1.0), np.nan)
 
-    # VPIN with bulk-volume classification
+    # VPIN with bulk-volume classification (rows with an invalid book left out: their trades may be incomplete)
+    valid = np.asarray(f.valid, dtype=bool)
+    vol_v = np.where(valid, vol, 0.0)
     dp = f.last_price - _shift(f.last_price, state["prev_price"])
-    okp = ~np.isnan(dp)
+    okp = ~np.isnan(dp) & valid
     s = run_window(state["sigma"], t, np.stack([okp.astype(np.float64), np.where(okp, dp, 0.0),
                                                  np.where(okp, dp * dp, 0.0)], axis=1))
     with np.errstate(invalid="ignore", divide="ignore"):
         var = (s[:, 2] - s[:, 1] * s[:, 1] / s[:, 0]) / (s[:, 0] - 1.0)
         sigma = np.where(s[:, 0] >= 2, np.sqrt(np.maximum(var, 0.0)), np.nan)
         z = np.where(okp & (sigma > 0), ndtr(dp / sigma), 0.5)
-    adv = run_window(state["adv"], t, vol[:, None])[:, 0]
+    adv = run_window(state["adv"], t, vol_v[:, None])[:, 0]
     size_vol = _shift(adv, state["adv_prev"])
     if state["t_first"] is None and n:
         state["t_first"] = int(t[0])
@@ -299,7 +302,7 @@ def compute(f: MarketFrame, state: dict | None = None) -> dict[str, np.ndarray]:
         warm[0] = False
     v = state["vpin"]
     out["vpin_bvc"] = np.empty(n)
-    vpin_buckets(np.ascontiguousarray(vol), np.ascontiguousarray(z), size_vol, warm, float(VPIN_BUCKETS_PER_ADV),
+    vpin_buckets(np.ascontiguousarray(vol_v), np.ascontiguousarray(z), size_vol, warm, float(VPIN_BUCKETS_PER_ADV),
                  v["bst"], v["bopen"], v["ring"], v["rst"], v["val"], out["vpin_bvc"])
 
     # realized price impact (toxicity)

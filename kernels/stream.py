@@ -23,7 +23,7 @@ from kernels.book import B_HAVE_LAST, BookRebuilder, TopN
 from kernels.frame import MarketFrame, build_frame
 from l2lab.schema import TRADE_DTYPE
 
-STATE_VERSION = 5
+STATE_VERSION = 6
 RECENT_IDS = 200_000
 _NO_TRADES = np.empty(0, TRADE_DTYPE)
 

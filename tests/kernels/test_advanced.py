@@ -74,9 +74,11 @@ def ref_impact(f, horizon_s=A.IMPACT_HORIZON_S, window_s=A.IMPACT_WINDOW_S):
 
 
 def ref_vpin(f, adv_s=A.VPIN_ADV_S, per=A.VPIN_BUCKETS_PER_ADV, nb=A.VPIN_N_BUCKETS):
+    """Rows with an invalid book count as having no volume and no price change."""
     p = f.last_price
-    dp = np.r_[nan, np.diff(p)]
-    vol = f.buy_volume + f.sell_volume
+    ok = np.asarray(f.valid, bool)
+    dp = np.where(ok, np.r_[nan, np.diff(p)], nan)
+    vol = np.where(ok, f.buy_volume + f.sell_volume, 0.0)
     buckets, open_ = [], None
     out = np.full(f.n, nan)
     for i in range(f.n):
@@ -132,6 +134,7 @@ def test_kyle_amihud_impact_match_reference(seed, adversarial, step_ms, n):
 def test_vpin_matches_reference_on_a_long_frame():
     """50 min on a 1 s grid: 10 min of sizing history, then 50 buckets of about 12 s each."""
     f = random_frame(3000, seed=3, adversarial=True, step_ns=NS)
+    assert ((~f.valid) & (f.buy_volume + f.sell_volume > 0)).sum() > 50  # the invalid-row rule is exercised
     got = A.compute(f)["vpin_bvc"]
     want = ref_vpin(f)
     assert_close(got, want, "vpin", rtol=1e-9)
