@@ -25,7 +25,8 @@ the bucket (t_{i-1}, t_i], V_i = B_i + S_i, N_i its notional, p_i the last trade
   impact of the taker flow at a 5 s horizon, volume weighted (Huang & Stoll 1996; Hendershott, Jones &
   Menkveld 2011 use 2 x this per trade):  sum_j x_j r_j / sum_j V_j  with r_j = 1e4 (m_{k(j)} - m_{j-1}) /
   m_{j-1}, m_{j-1} the mid before the bucket's trades and k(j) the first row with t_k >= t_j + 5 s, over the
-  rows j with trades, m_{j-1} and m_{k(j)} defined and t_j + 5 s in (t - 300 s, t]. Positive when liquidity
+  rows j with trades and a valid book (an invalid row's trades may be incomplete), m_{j-1} and m_{k(j)}
+  defined and t_j + 5 s in (t - 300 s, t]. Positive when liquidity
   takers are informed (prices keep moving their way). Only mids up to t are read, so forward reach is 0;
   the last 5 s of trades are not in the value yet. bps.
 * ``amihud_{W}s``: Amihud (2002) illiquidity: the mean over rows j in (t - W, t] with N_j > 0 and defined
@@ -309,7 +310,7 @@ def compute(f: MarketFrame, state: dict | None = None) -> dict[str, np.ndarray]:
     im = state["impact"]
     w = im["win"]
     out["toxicity_impact_5s_bps"] = np.empty(n)
-    price_impact(t, np.ascontiguousarray(mid), np.ascontiguousarray(x), np.ascontiguousarray(vol),
+    price_impact(t, np.ascontiguousarray(mid), np.where(valid, x, 0.0), vol_v,
                  IMPACT_HORIZON_S * NS, w["width_ns"], im["pt"], im["pv"], im["pi"], im["prev_mid"], w["t"], w["v"],
                  w["i"], w["s"], w["nz"], out["toxicity_impact_5s_bps"])
 

@@ -62,7 +62,8 @@ def ref_impact(f, horizon_s=A.IMPACT_HORIZON_S, window_s=A.IMPACT_WINDOW_S):
         num = den = 0.0
         for j in range(1, i + 1):
             mature = f.t_ns[j] + horizon_s * NS
-            if not (f.t_ns[i] - window_s * NS < mature <= f.t_ns[i]) or v[j] <= 0 or math.isnan(m[j - 1]):
+            if not (f.t_ns[i] - window_s * NS < mature <= f.t_ns[i]) or v[j] <= 0 or math.isnan(m[j - 1]) \
+                    or not f.valid[j]:
                 continue
             k = int(np.searchsorted(f.t_ns, mature, side="left"))  # first row at or after t_j + H
             if math.isnan(m[k]):
