@@ -176,7 +176,8 @@ def _ingest_one(cap: Path, root: Path, name: str) -> dict:
 def _ingest(root: Path) -> dict:
     cap = root / "raw" / "exchange=coinbase"
     grouped = regroup(cap, root / "regrouped" / "exchange=coinbase", REGROUP)
-    return {"recorded": _ingest_one(cap, root, "ingested"), f"regrouped_{REGROUP}": _ingest_one(grouped, root, "ingested_rg")}
+    return {"recorded": _ingest_one(cap, root, "ingested"),
+            f"regrouped_{REGROUP}": _ingest_one(grouped, root, "ingested_rg")}
 
 
 def _backfill(root: Path) -> dict:

@@ -86,7 +86,7 @@ class CoinbaseNormalizer:
         self._known_key = None  # (conn, number of its L2 products) the cached mask below was built for
         self._known = np.zeros(len(products), np.bool_)
         self._trade_ids: dict[str, RecentTradeIds] = defaultdict(RecentTradeIds)
-        self._decimals: dict[int, dict] = defaultdict(dict)  # exponent -> {decimal text: mantissa} (_remember)
+        self._decimals: dict[int, dict] = defaultdict(dict)  # exponent -> {decimal text: mantissa} (_fixed)
         self._conn: int | None = None
         self._recorded: set[str] = set()  # products with L2 rows in this recording
         self._last_ts: int | None = None
@@ -165,8 +165,7 @@ class CoinbaseNormalizer:
             return i
         status, conns, seqs = block.status, block.conn, block.seq
         known = self._known_mask(conn)
-        names = self.scan_table.names
-        tops = np.array([_top(self._trade_ids.get(p)) for p in names] or [_NO_TOP], np.int64)
+        tops = self._trade_tops()
         st = self.stats
         j = i
         while j < stop:
@@ -189,7 +188,7 @@ class CoinbaseNormalizer:
             elif status[j] == FAST_TRADES and conns[j] == conn and seqs[j] == expected + (j - i):
                 st["frames"] += 1
                 self._accept_trades(block.trades_of(j))
-                tops = np.array([_top(self._trade_ids.get(p)) for p in names] or [_NO_TOP], np.int64)
+                tops = self._trade_tops()
                 j += 1
             else:
                 break
@@ -201,6 +200,12 @@ class CoinbaseNormalizer:
         self._next_seq[conn] = int(seqs[last]) + 1
         self._recent_seq[conn].add_block(block, i, j)
         return j
+
+    def _trade_tops(self) -> np.ndarray:
+        """Per product (``scan_table`` order) the highest trade id accepted so far (``_NO_TOP``: none)."""
+        tops = [_NO_TOP if (r := self._trade_ids.get(p)) is None or r.top is None else r.top
+                for p in self.scan_table.names]
+        return np.array(tops or [_NO_TOP], np.int64)
 
     def _remember_trade_ids(self, block, r0: int, r1: int) -> None:
         """Add the ids of the trade rows in block rows ``r0:r1`` (taken by the run finder: per product they
@@ -343,14 +348,8 @@ class CoinbaseNormalizer:
             for j, u in enumerate(updates):
                 try:
                     side = L2_SIDE[u["side"]]
-                    text = u["price_level"]
-                    price = pmemo.get(text) if text.__class__ is str else None
-                    if price is None:
-                        price = _remember(pmemo, text, parse_fixed(text, pexp))
-                    text = u["new_quantity"]
-                    size = smemo.get(text) if text.__class__ is str else None
-                    if size is None:
-                        size = _remember(smemo, text, parse_fixed(text, sexp))
+                    price = _fixed(pmemo, u["price_level"], pexp)
+                    size = _fixed(smemo, u["new_quantity"], sexp)
                     text = u["event_time"]
                     t_exch = frame_ns if text == frame_text else rfc3339_to_ns(text)
                 except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -424,9 +423,14 @@ class CoinbaseNormalizer:
 DECIMAL_MEMO = 4096  # remembered decimal texts per exponent (prices near the touch repeat all the time)
 
 
-def _remember(memo: dict, text, value: int) -> int:
-    """Remember ``parse_fixed(text, exp) == value`` in the exponent's memo (texts only; emptied when full)."""
-    if text.__class__ is str:
+def _fixed(memo: dict, text, exp: int) -> int:
+    """``parse_fixed(text, exp)`` through the exponent's memo of decimal texts (only ``str`` texts are looked up
+    and remembered, so anything else fails exactly as ``parse_fixed`` makes it; emptied when full)."""
+    if text.__class__ is not str:
+        return parse_fixed(text, exp)
+    value = memo.get(text)
+    if value is None:
+        value = parse_fixed(text, exp)
         if len(memo) >= DECIMAL_MEMO:
             memo.clear()
         memo[text] = value
@@ -434,10 +438,6 @@ def _remember(memo: dict, text, value: int) -> int:
 
 
 _NO_TOP = np.iinfo(np.int64).min  # a product with no trade id yet: every id is above it
-
-
-def _top(ring: RecentTradeIds | None) -> int:
-    return _NO_TOP if ring is None or ring.top is None else ring.top
 
 
 @njit(cache=True)

@@ -18,8 +18,9 @@ Faults: a sequence gap, a stale connection (no frame within ``stale_after_s``; t
 sends one a second) or subscriptions the venue has not confirmed within ``subscribe_timeout_s`` of the client
 being caught up with its socket (e.g. the venue answered with an error frame) make the collector *resync*: it
 drops the ccxt client, rejects ccxt's pending watches with a ``NetworkError`` and closes the connection, so the
-watch loops reconnect and resubscribe and the venue sends fresh snapshots. Reconnects back off exponentially with full jitter. SIGINT/SIGTERM (or the duration ending) stop
-gracefully: ccxt is closed, the normalizer drained, bronze and the capture flushed.
+watch loops reconnect and resubscribe and the venue sends fresh snapshots. Reconnects back off exponentially
+with full jitter. SIGINT/SIGTERM (or the duration ending) stop gracefully: ccxt is closed, the normalizer
+drained, bronze and the capture flushed.
 
 ccxt 4.5.90 raises ``ExchangeError`` from its message callback on a venue error frame (and a decode error on a
 frame that is not valid JSON); raised there, the exception ends ccxt's receive loop and no further frame is read
@@ -248,12 +249,15 @@ class CoinbaseCollector:
         want = set(self.cfg.symbols)
         return all(want <= self._confirmed.get(ch, set()) for ch in ("level2", "market_trades"))
 
+    def _client(self):
+        """ccxt's client of the WebSocket URL (None before the first connection and between resyncs)."""
+        return self.exchange.clients.get(self.exchange.urls["api"]["ws"]) if self.exchange else None
+
     @property
     def synced(self) -> bool:
         """The current connection is open, its subscriptions are confirmed, every product got a book snapshot on
         it and no sequence gap happened since (so bronze rebuilds the venue's book), and no resync is pending."""
-        client = self.exchange.clients.get(self.exchange.urls["api"]["ws"]) if self.exchange else None
-        conn = getattr(client, "connection", None)
+        conn = getattr(self._client(), "connection", None)
         return (conn is not None and not conn.closed and self._conn is not None
                 and self._conns[-1][0] is conn and not self._conn_gapped and not self._reconnect_requested
                 and self.subscriptions_confirmed
@@ -324,8 +328,8 @@ class CoinbaseCollector:
         # the heartbeats subscription never resolves a ccxt future; re-send it after every reconnect
         sent_on = None
         while not self._stop.is_set():
-            client = self.exchange.clients.get(self.exchange.urls["api"]["ws"])
-            conn = getattr(client, "connection", None) if client else None
+            client = self._client()
+            conn = getattr(client, "connection", None)
             if conn is not None and not conn.closed and conn is not sent_on:
                 sent_on = conn
                 ids = [self.exchange.market(s)["id"] for s in self.unified]
@@ -355,7 +359,7 @@ class CoinbaseCollector:
                 self._last_frame_mono = now
                 self._request_resync("stale connection")
             elif self._conn is not None and not self.subscriptions_confirmed and not self._reconnect_requested:
-                client = self.exchange.clients.get(self.exchange.urls["api"]["ws"]) if self.exchange else None
+                client = self._client()
                 if client is None or _queue_depth(client) <= 0:  # unknown depth: count the time
                     self._unconfirmed_s += elapsed
                 if self._unconfirmed_s <= self.cfg.subscribe_timeout_s:
@@ -383,8 +387,7 @@ class CoinbaseCollector:
             rate = (self.report.frames - last_frames) / max(1e-9, now - last_t)
             last_frames, last_t = self.report.frames, now
             st = self.normalizer.stats
-            client = self.exchange.clients.get(self.exchange.urls["api"]["ws"])
-            depth = _queue_depth(client)
+            depth = _queue_depth(self._client())
             norm = self.normalizer
             lag_ms = ((norm.last_recv_ns - norm.last_venue_ns) / 1e6
                       if norm.last_venue_ns is not None and norm.last_recv_ns is not None else None)

@@ -10,7 +10,7 @@ parameters cell or papermill's injected cell) to its default, then calls :func:`
 A run folder holds one training set (``<run_dir>/trainset/``) built through the feature store from the research
 session's data range, with every label the chain needs; notebooks 01-06 of the same run all read it. Without a
 run folder (interactive use) it goes to ``<data>/research_cache/<hash of the parameters>/``. Either is rebuilt
-when the library code or the data root's features changed since it was built (``research.fingerprint``).
+when the code or the research session's data changed since it was built (``research.fingerprint``).
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def prepare(*, data_root=None, run_dir=None, session="research", symbols=None, s
         truth = None
     want = {"session": session, "symbols": symbols, "start": start, "end": end, "grid": grid,
             "labels": labels_for(horizons), "feature_service": feature_service, "features": features,
-            "source": trainset_source, "inputs": inputs_fingerprint(root, sess.get("exchange"))}  # code or data changed
+            "source": trainset_source, "inputs": inputs_fingerprint(root, sess.get("exchange"))}
     out = (Path(run_dir) / "trainset" if run_dir
            else root / "research_cache" / params_hash({k: v for k, v in want.items() if k != "inputs"}))
     request_path = out / "request.json"
