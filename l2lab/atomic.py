@@ -52,15 +52,15 @@ def write_json(target: str | os.PathLike, obj: Any) -> None:
 
 
 def write_parquet(target: str | os.PathLike, table, **options) -> None:
-    """Write a pyarrow Table (or pandas DataFrame) atomically, zstd-compressed; ``options``: more
-    ``pyarrow.parquet.write_table`` arguments."""
+    """Write a pyarrow Table (or pandas DataFrame) atomically, zstd-compressed unless ``options`` (more
+    ``pyarrow.parquet.write_table`` arguments) say otherwise."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     if not isinstance(table, pa.Table):
         table = pa.Table.from_pandas(table, preserve_index=False)
     with atomic_path(target) as tmp:
-        pq.write_table(table, tmp, compression="zstd", **options)
+        pq.write_table(table, tmp, **{"compression": "zstd", **options})
 
 
 def _jsonable(obj: Any) -> Any:
