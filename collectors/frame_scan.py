@@ -583,10 +583,50 @@ class ProductTable:
             self.table[slot] = i
 
 
+class BlockRows:
+    """The rows of a :class:`ScanBlock` without its text buffer: what the normalizer's row stores keep until they
+    are drained (so a piece's text is freed once no recent frame refers to it, and the next piece reuses its
+    memory). ``rows`` in ``ROW_DTYPE``; ``status``/``row0``: the block's per-line scan status and first rows."""
+
+    def __init__(self, rows: np.ndarray, status: np.ndarray, row0: np.ndarray, n: int, table_names: list):
+        self.rows, self.table_names = rows, table_names
+        self.prod = np.ascontiguousarray(rows["prod"])
+        self.trade_id = np.ascontiguousarray(rows["trade_id"])
+        self._status, self._row0, self._n = status, row0, n
+        self._row_status = None
+        self._trade_rows = None
+
+    @property
+    def row_status(self) -> np.ndarray:
+        """The scan status of each row's line (``FAST`` rows are L2 events, ``FAST_TRADES`` rows trades)."""
+        if self._row_status is None:
+            self._row_status = np.repeat(self._status[:self._n], np.diff(self._row0[:self._n + 1]))
+        return self._row_status
+
+    @property
+    def trade_rows(self) -> np.ndarray:
+        """Row numbers of the trades (rows of FAST_TRADES lines), increasing."""
+        if self._trade_rows is None:
+            self._trade_rows = np.flatnonzero(self.row_status == FAST_TRADES)
+        return self._trade_rows
+
+    def rows_as(self, idx, dtype: np.dtype) -> np.ndarray:
+        """Rows at ``idx`` in ``dtype`` (``L2_EVENT_DTYPE`` or ``TRADE_DTYPE``: a subset of the row fields)."""
+        if _is_prefix(dtype):  # L2 events: each row's first bytes are the record, gathered as raw bytes
+            head = np.dtype({"names": ["head"], "formats": [(np.void, dtype.itemsize)], "offsets": [0],
+                             "itemsize": ROW_DTYPE.itemsize})
+            return self.rows.view(head)["head"][idx].view(dtype)  # 9x faster than field by field
+        out = np.empty(len(idx), dtype)
+        for name in dtype.names:  # column by column: twice as fast as gathering whole rows first
+            out[name] = self.rows[name][idx]
+        return out
+
+
 @dataclass
 class ScanBlock:
     """One scanned buffer: ``lines[i]`` for each line (``status``, fields, ``row0``: first row; rows of line i are
-    ``rows[lines.row0[i]:lines.row0[i + 1]]``), ``rows`` in ``L2_EVENT_DTYPE`` plus ``prod`` (product index)."""
+    ``rows[lines.row0[i]:lines.row0[i + 1]]``), ``rows`` in ``L2_EVENT_DTYPE`` plus ``prod`` (product index);
+    ``block_rows``: the rows alone (:class:`BlockRows`)."""
 
     buf: np.ndarray
     lines: np.ndarray  # LINE_DTYPE, n + 1 entries (the last holds only row0)
@@ -598,24 +638,19 @@ class ScanBlock:
     def __post_init__(self):  # contiguous columns for the compiled run finder (collectors.coinbase)
         for name in ("status", "conn", "seq", "row0", "n_snap"):
             setattr(self, name, np.ascontiguousarray(self.lines[name]))
-        self.prod = np.ascontiguousarray(self.rows["prod"])
-        self.trade_id = np.ascontiguousarray(self.rows["trade_id"])
-        self._row_status = None
-        self._trade_rows = None
+        self.block_rows = BlockRows(self.rows, self.status, self.row0, self.n, self.table_names)
+        self.prod, self.trade_id = self.block_rows.prod, self.block_rows.trade_id
 
     @property
     def trade_rows(self) -> np.ndarray:
-        """Row numbers of the trades (rows of FAST_TRADES lines), increasing."""
-        if self._trade_rows is None:
-            self._trade_rows = np.flatnonzero(self.row_status == FAST_TRADES)
-        return self._trade_rows
+        return self.block_rows.trade_rows
 
     @property
     def row_status(self) -> np.ndarray:
-        """The scan status of each row's line (``FAST`` rows are L2 events, ``FAST_TRADES`` rows trades)."""
-        if self._row_status is None:
-            self._row_status = np.repeat(self.status[:self.n], np.diff(self.row0[:self.n + 1]))
-        return self._row_status
+        return self.block_rows.row_status
+
+    def rows_as(self, idx, dtype: np.dtype) -> np.ndarray:
+        return self.block_rows.rows_as(idx, dtype)
 
     def trades_of(self, i: int) -> list:
         """(product, ``TRADE_DTYPE`` row tuple) of FAST_TRADES line ``i``, oldest first."""
@@ -631,17 +666,6 @@ class ScanBlock:
 
     def line_bytes(self, i: int) -> bytes:
         return self.buf[self.lines["start"][i]:self.lines["stop"][i]].tobytes()
-
-    def rows_as(self, idx, dtype: np.dtype) -> np.ndarray:
-        """Rows at ``idx`` in ``dtype`` (``L2_EVENT_DTYPE`` or ``TRADE_DTYPE``: a subset of the row fields)."""
-        if _is_prefix(dtype):  # L2 events: each row's first bytes are the record, gathered as raw bytes
-            head = np.dtype({"names": ["head"], "formats": [(np.void, dtype.itemsize)], "offsets": [0],
-                             "itemsize": ROW_DTYPE.itemsize})
-            return self.rows.view(head)["head"][idx].view(dtype)  # 9x faster than field by field
-        out = np.empty(len(idx), dtype)
-        for name in dtype.names:  # column by column: twice as fast as gathering whole rows first
-            out[name] = self.rows[name][idx]
-        return out
 
 
 def _is_prefix(dtype: np.dtype) -> bool:

@@ -153,7 +153,7 @@ class ArrivalRows:
         self.dtype, self.status = dtype, status
         self.tuples: dict[str, list] = defaultdict(list)
         self.marks: dict[str, list] = defaultdict(list)  # (tuple count, block rows taken before it)
-        self.runs: list = []  # (block, first row, stop row)
+        self.runs: list = []  # (BlockRows of a scan block, first row, stop row)
         self.taken = 0
 
     def add(self, product: str, rows: list) -> None:
@@ -165,6 +165,7 @@ class ArrivalRows:
         lst.extend(rows)
 
     def add_block(self, block, r0: int, r1: int) -> None:
+        block = block.block_rows  # the rows only: the block's text may be freed before the store is drained
         if self.runs and self.runs[-1][0] is block and self.runs[-1][2] == r0:
             self.runs[-1] = (block, self.runs[-1][1], r1)
         else:
