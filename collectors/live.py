@@ -303,7 +303,7 @@ class CoinbaseCollector:
                     raise
                 exc = "cancelled"  # ccxt cancelled the pending future (its client was closed): reconnect
             except Exception as exc_:  # ccxt.NetworkError, ccxt.ExchangeError, or anything ccxt raised
-                exc = type(exc_).__name__
+                exc = f"{type(exc_).__name__}: {exc_}"  # ccxt's text names the close code and reason
             else:
                 continue
             if self._stop.is_set():
