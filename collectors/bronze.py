@@ -163,9 +163,14 @@ def read_dataset(root: str | os.PathLike, dataset: str, **partitions) -> pa.Tabl
     for p in parts:
         values = dict(seg.split("=", 1) for seg in p.relative_to(base).parts[:-1])
         if all(values.get(k) == str(v) for k, v in partitions.items()):
-            keep.append(pq.read_table(p))
-    # "default" unifies a column's nullability, so files written before its schema said "not null" still concatenate
-    return pa.concat_tables(keep, promote_options="default") if keep else SCHEMAS[dataset].empty_table()
+            keep.append(_nullable(pq.read_table(p)))
+    return pa.concat_tables(keep) if keep else SCHEMAS[dataset].empty_table()
+
+
+def _nullable(table: pa.Table) -> pa.Table:
+    """``table`` with every column nullable: files written before a schema said ``not null`` concatenate with later
+    ones, while a missing column or another type still fails."""
+    return table.cast(pa.schema([f.with_nullable(True) for f in table.schema]))
 
 
 def part_sort_key(p: Path):

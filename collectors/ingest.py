@@ -27,7 +27,6 @@ from collectors.capture import capture_files, parse_line, read_capture, read_chu
 from collectors.coinbase import CoinbaseNormalizer, ProductScale
 from collectors.frame_scan import SLOW, scan
 from l2lab import atomic
-from l2lab.heap import reuse_freed_memory
 
 BATCH_FRAMES = 200_000
 
@@ -70,10 +69,9 @@ def ingest_capture(path: str | os.PathLike, data_root: Path, *, exchange: str = 
         if progress:
             progress(n)
 
-    with reuse_freed_memory():  # each piece's arrays reuse the previous piece's memory (l2lab.heap)
-        n = (_feed_bulk if bulk else _feed_frames)(path, norm, batch_done)
-        norm.finish()
-        _write(norm, bronze, scales)
+    n = (_feed_bulk if bulk else _feed_frames)(path, norm, batch_done)
+    norm.finish()
+    _write(norm, bronze, scales)
     return {"frames": n, "normalizer": dict(norm.stats),
             "bronze_rows": {k: v for k, v in bronze.rows_written.items() if v}}
 
