@@ -210,7 +210,7 @@ class CoinbaseNormalizer:
     def _remember_trade_ids(self, block, r0: int, r1: int) -> None:
         """Add the ids of the trade rows in block rows ``r0:r1`` (taken by the run finder: per product they
         increase, above every earlier id) to their products' dedupe rings, in order."""
-        rows = block.trade_rows
+        rows = block.block_rows.trade_rows
         rows = rows[np.searchsorted(rows, r0):np.searchsorted(rows, r1)]
         prod, ids = block.prod[rows], block.trade_id[rows]
         for k in np.unique(prod).tolist():

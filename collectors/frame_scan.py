@@ -625,8 +625,8 @@ class BlockRows:
 @dataclass
 class ScanBlock:
     """One scanned buffer: ``lines[i]`` for each line (``status``, fields, ``row0``: first row; rows of line i are
-    ``rows[lines.row0[i]:lines.row0[i + 1]]``), ``rows`` in ``L2_EVENT_DTYPE`` plus ``prod`` (product index);
-    ``block_rows``: the rows alone (:class:`BlockRows`)."""
+    ``rows[lines.row0[i]:lines.row0[i + 1]]``), ``rows`` in ``ROW_DTYPE`` (``L2_EVENT_DTYPE`` plus product index
+    and trade id); ``block_rows``: the rows alone (:class:`BlockRows`: row status, trade rows, ``rows_as``)."""
 
     buf: np.ndarray
     lines: np.ndarray  # LINE_DTYPE, n + 1 entries (the last holds only row0)
@@ -640,17 +640,6 @@ class ScanBlock:
             setattr(self, name, np.ascontiguousarray(self.lines[name]))
         self.block_rows = BlockRows(self.rows, self.status, self.row0, self.n, self.table_names)
         self.prod, self.trade_id = self.block_rows.prod, self.block_rows.trade_id
-
-    @property
-    def trade_rows(self) -> np.ndarray:
-        return self.block_rows.trade_rows
-
-    @property
-    def row_status(self) -> np.ndarray:
-        return self.block_rows.row_status
-
-    def rows_as(self, idx, dtype: np.dtype) -> np.ndarray:
-        return self.block_rows.rows_as(idx, dtype)
 
     def trades_of(self, i: int) -> list:
         """(product, ``TRADE_DTYPE`` row tuple) of FAST_TRADES line ``i``, oldest first."""

@@ -223,16 +223,25 @@ class ArrivalRows:
 def _interleave(pieces: list, extra: np.ndarray, at: np.ndarray) -> np.ndarray:
     """The rows of ``pieces`` (concatenated) with ``extra[i]`` inserted before row ``at[i]`` (``at``
     nondecreasing), as ``np.insert`` would, in one copy of raw records (``np.insert`` goes through a boolean mask
-    and copies field by field)."""
-    rows = pieces[0] if len(pieces) == 1 else concat_rows(pieces)
+    and copies field by field; the pieces are cut where the extra rows go, not concatenated first)."""
+    starts = np.cumsum([0] + [len(p) for p in pieces])
     cuts = np.flatnonzero(np.diff(at)) + 1  # runs of extra rows going to the same place
     segments, prev = [], 0
     for a, b in zip([0, *cuts.tolist()], [*cuts.tolist(), len(at)]):
         here = int(at[a])
-        segments += [rows[prev:here], extra[a:b]]
+        segments += _rows_between(pieces, starts, prev, here) + [extra[a:b]]
         prev = here
-    segments.append(rows[prev:])
-    return concat_rows(segments)
+    return concat_rows(segments + _rows_between(pieces, starts, prev, int(starts[-1])))
+
+
+def _rows_between(pieces: list, starts: np.ndarray, a: int, b: int) -> list:
+    """Views of rows ``a:b`` of the pieces' concatenation (``starts``: where each piece begins in it)."""
+    out = []
+    for k in range(int(np.searchsorted(starts, a, side="right")) - 1, len(pieces)):
+        if starts[k] >= b:
+            break
+        out.append(pieces[k][max(a - starts[k], 0):b - starts[k]])
+    return out
 
 
 def concat_rows(arrays: list) -> np.ndarray:

@@ -292,7 +292,7 @@ def test_clean_session_takes_frames_in_bulk(tmp_path):
         idx = np.arange(block.lines["row0"][i], block.lines["row0"][i + 1])
         for product, rows in ref.drain().l2.items():
             mine = idx[block.rows["prod"][idx] == norm.scan_table.names.index(product)]
-            assert block.rows_as(mine, L2_EVENT_DTYPE).tobytes() == rows[rows["kind"] != 3].tobytes()
+            assert block.block_rows.rows_as(mine, L2_EVENT_DTYPE).tobytes() == rows[rows["kind"] != 3].tobytes()
     # and those of each FAST_TRADES line what feed() stages for that frame (before any dedupe)
     checked = 0
     for i in np.flatnonzero(status == FAST_TRADES)[:50].tolist():
@@ -308,7 +308,7 @@ def test_clean_session_takes_frames_in_bulk(tmp_path):
             (p, tuple(t)) for p, rows in staged.items() for t in rows.tolist()]
         for product, rows in staged.items():
             mine = idx[block.rows["prod"][idx] == norm.scan_table.names.index(product)]
-            assert block.rows_as(mine, TRADE_DTYPE).tobytes() == rows.tobytes()
+            assert block.block_rows.rows_as(mine, TRADE_DTYPE).tobytes() == rows.tobytes()
             checked += 1
     assert checked > 5
 

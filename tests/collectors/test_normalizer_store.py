@@ -83,3 +83,24 @@ def _dumps(text):
     import orjson
 
     return orjson.dumps(text)
+
+
+def test_interleave_equals_np_insert_over_several_pieces():
+    """Extra rows inserted into pieces that are cut, not concatenated first: the same rows as ``np.insert`` into
+    their concatenation, for random piece lengths (empty pieces too) and insertion points."""
+    from collectors.normalizer_store import _interleave
+    from l2lab.schema import L2_EVENT_DTYPE
+
+    rng = np.random.default_rng(1)
+    for _ in range(2000):
+        pieces, n = [], 0
+        for length in rng.integers(0, 5, rng.integers(1, 5)).tolist():
+            p = np.zeros(length, L2_EVENT_DTYPE)
+            p["seq"] = np.arange(n, n + length)
+            pieces.append(p)
+            n += length
+        extra = np.zeros(int(rng.integers(1, 5)), L2_EVENT_DTYPE)
+        extra["seq"] = -1 - np.arange(len(extra))
+        at = np.sort(rng.integers(0, n + 1, len(extra)))
+        want = np.insert(np.concatenate(pieces), at, extra)
+        assert _interleave(pieces, extra, at).tobytes() == want.tobytes(), ([len(p) for p in pieces], at)
