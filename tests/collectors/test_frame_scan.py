@@ -1,0 +1,154 @@
+"""The frame scanner's compiled number and time readers against slow, obviously-right references.
+
+The readers take eight digits at a time (one unaligned load, a SWAR digit test and a multiply-add); the references
+below are plain Python over the documented grammar (``collectors.frame_scan`` module docstring). Inputs are random
+and adversarial: runs of digits of every length around the 8- and 16-digit word boundaries, bytes next to the digit
+range (``/`` 0x2F, ``:`` 0x3A), bytes whose high nibble is 3 but are not digits, 0x00/0xFF, and numbers that end
+exactly at the end of the buffer (the readers must not load past it). The whole-frame path (scanner + normalizer
+against frame-by-frame parsing) is covered in ``test_ingest_bulk.py``.
+"""
+
+from __future__ import annotations
+
+import calendar
+import random
+import re
+
+import numpy as np
+import pytest
+
+from collectors.frame_scan import _decimal, _eight_digits, _eight_digits_value, _time, _uint
+
+NEAR = b"0123456789/:;?.Z-T \x00\xff\x3a\x2f\x3f\x40"
+I63 = 2**63
+
+
+def buffer(text: bytes, rng: random.Random) -> tuple[np.ndarray, int]:
+    """``text`` placed at a random offset with random bytes around it; the buffer ends where the text ends, or a few
+    bytes later (then ``end`` may include some of those bytes)."""
+    lead = bytes(rng.choice(NEAR) for _ in range(rng.randrange(0, 9)))
+    tail = bytes(rng.choice(NEAR) for _ in range(rng.choice([0, 0, 1, 3, 9])))
+    data = np.frombuffer(lead + text + tail, np.uint8).copy()  # exactly this long: no slack to read into
+    return data, len(lead)
+
+
+def digit_run(b: bytes) -> int:
+    n = 0
+    while n < len(b) and 48 <= b[n] <= 57:
+        n += 1
+    return n
+
+
+def ref_uint(b: bytes):
+    n = digit_run(b)
+    if n == 0 or (n > 1 and b[0] == 48) or n > 19 or int(b[:n]) >= I63:
+        return 0, -1
+    return int(b[:n]), n
+
+
+def ref_decimal(b: bytes, exp: int):
+    n = digit_run(b)
+    if n == 0:
+        return 0, -1
+    whole, used, frac = b[:n], n, b""
+    if used < len(b) and b[used] == 46:
+        m = digit_run(b[used + 1:])
+        if m == 0:
+            return 0, -1
+        frac, used = b[used + 1:used + 1 + m], used + 1 + m
+    if len(frac.rstrip(b"0")) > exp or len(whole.lstrip(b"0")) + exp > 18:
+        return 0, -1
+    return int(whole) * 10**exp + int((frac[:exp] or b"0").ljust(exp, b"0") or b"0"), used
+
+
+TIME = re.compile(rb"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z")
+
+
+def ref_time(b: bytes):
+    m = TIME.match(b)
+    if not m:
+        return 0, -1
+    y, mo, d, h, mi, s = (int(g) for g in m.groups()[:6])
+    if not (1900 <= y <= 2200 and 1 <= mo <= 12):
+        return 0, -1
+    sec = calendar.timegm((y, mo, 1, 0, 0, 0)) + (d - 1) * 86400 + h * 3600 + mi * 60 + s
+    frac = m.group(7) or b""
+    return sec * 10**9 + int(frac.ljust(9, b"0") or b"0"), m.end()
+
+
+def digits(rng: random.Random, n: int) -> bytes:
+    return bytes(rng.choice(b"0123456789") for _ in range(n))
+
+
+def mutate(text: bytes, rng: random.Random) -> bytes:
+    """Sometimes one byte swapped for a near-digit byte, so digit runs break at every offset."""
+    if text and rng.random() < 0.4:
+        k = rng.randrange(len(text))
+        text = text[:k] + bytes([rng.choice(NEAR)]) + text[k + 1:]
+    return text
+
+
+def test_eight_digit_test_and_value_on_every_byte_at_every_position():
+    base = bytearray(b"31415926")
+    for pos in range(8):
+        for v in range(256):
+            word = bytearray(base)
+            word[pos] = v
+            w = np.uint64(int.from_bytes(word, "little"))
+            assert bool(_eight_digits(w)) == (48 <= v <= 57), (pos, v)
+            if 48 <= v <= 57:
+                assert _eight_digits_value(w) == int(word), word
+    rng = random.Random(1)
+    for _ in range(2000):
+        word = digits(rng, 8)
+        assert _eight_digits_value(np.uint64(int.from_bytes(word, "little"))) == int(word)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_uint_equals_reference(seed):
+    rng = random.Random(seed)
+    cases = [b"0", b"00", b"01", str(I63 - 1).encode(), str(I63).encode(), b"9" * 19, b"1" + b"0" * 18,
+             b"1" * 20, b"12345678", b"123456789", b"1234567812345678", b"12345678123456781"]
+    cases += [mutate(digits(rng, rng.randrange(0, 22)), rng) + bytes([rng.choice(NEAR)]) * rng.randrange(0, 2)
+              for _ in range(3000)]
+    for text in cases:
+        data, pos = buffer(text, rng)
+        for end in {pos + len(text), len(data)}:
+            v, nxt = _uint(data, pos, end)
+            rv, rn = ref_uint(bytes(data[pos:end]))
+            assert (v, nxt) == ((rv, pos + rn) if rn >= 0 else (0, -1)), (text, end - pos)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_decimal_equals_reference(seed):
+    rng = random.Random(seed)
+    for _ in range(4000):
+        exp = rng.choice([0, 1, 2, 7, 8, 9, 10, 12])
+        text = digits(rng, rng.randrange(0, 20))
+        if rng.random() < 0.8:
+            text += b"." + digits(rng, rng.randrange(0, 20))
+            if rng.random() < 0.3:
+                text += b"0" * rng.randrange(1, 10)
+        text = mutate(text, rng)
+        data, pos = buffer(text, rng)
+        for end in {pos + len(text), len(data)}:
+            v, nxt = _decimal(data, pos, end, exp)
+            rv, rn = ref_decimal(bytes(data[pos:end]), exp)
+            assert (v, nxt) == ((rv, pos + rn) if rn >= 0 else (0, -1)), (text, exp, end - pos)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_time_equals_reference(seed):
+    rng = random.Random(seed)
+    for _ in range(4000):
+        y = rng.choice([1899, 1900, 1970, 2026, 2200, 2201])
+        text = (f"{y}-{rng.randrange(0, 14):02d}-{rng.randrange(0, 33):02d}T{rng.randrange(0, 26):02d}:"
+                f"{rng.randrange(0, 62):02d}:{rng.randrange(0, 62):02d}").encode()
+        if rng.random() < 0.8:
+            text += b"." + digits(rng, rng.randrange(0, 12))
+        text = mutate(text + b"Z", rng)
+        data, pos = buffer(text, rng)
+        for end in {pos + len(text), len(data)}:
+            v, nxt = _time(data, pos, end)
+            rv, rn = ref_time(bytes(data[pos:end]))
+            assert (v, nxt) == ((rv, pos + rn) if rn >= 0 else (0, -1)), (text, end - pos)
