@@ -34,9 +34,10 @@ How it is compiled
     Every helper is ``forceinline`` (LLVM ``alwaysinline``), so a line is parsed by one machine function with no
     calls: numba's calling convention passes each array as seven words and checks a status after every call, which
     had cost ~20% of the scan. ``_scan`` hands the helpers owner-less views of its arrays (:func:`_borrowed`), so
-    the reference counting numba emits around them never touches an atomic counter. Integers, time fractions and
-    8+ decimal fractions are read eight digits at a time (:func:`_eight_digits_value`, one unaligned load). The
-    result is the byte-by-byte parse's, digit for digit (``tests/collectors/test_frame_scan.py``).
+    the reference counting numba emits around them never touches an atomic counter. Literals of 8+ bytes are
+    compared eight bytes at a time, and integers, time fractions and 8+ decimal fractions are read eight digits at
+    a time (:func:`_eight_digits_value`), each word one unaligned load. The result is the byte-by-byte parse's, digit
+    for digit (``tests/collectors/test_frame_scan.py``).
 """
 
 from __future__ import annotations
@@ -136,17 +137,6 @@ def bytes_key(buf, start, end):
     return _mix(h)
 
 
-@njit(cache=True, forceinline=True)
-def _match(buf, pos, end, lit):
-    n = lit.shape[0]
-    if pos < 0 or pos + n > end:
-        return -1
-    for k in range(n):
-        if buf[pos + k] != lit[k]:
-            return -1
-    return pos + n
-
-
 # -- compiled primitives: owner-less array views, unaligned 8-byte loads, eight digits at a time ------------------
 @intrinsic
 def _borrowed(typingctx, arr):
@@ -198,6 +188,26 @@ def _eight_digits_value(w):
     w = w * np.uint64(10) + (w >> np.uint64(8))
     w = (((w & _XFF) * _MUL1) + (((w >> np.uint64(16)) & _XFF) * _MUL2)) >> np.uint64(32)
     return np.int64(w)
+
+
+@njit(cache=True, forceinline=True)
+def _match(buf, pos, end, lit):
+    """``pos + len(lit)`` if ``buf[pos:end]`` starts with ``lit``, else -1 (also for ``pos < 0``, so a failed step
+    fails every step after it)."""
+    n = lit.shape[0]
+    if pos < 0 or pos + n > end:
+        return -1
+    if n >= 8:  # eight bytes at a time, the last word overlapping the one before
+        k = 0
+        while k + 8 < n:
+            if _load8(buf, pos + k) != _load8(lit, k):
+                return -1
+            k += 8
+        return pos + n if _load8(buf, pos + n - 8) == _load8(lit, n - 8) else -1
+    for k in range(n):
+        if buf[pos + k] != lit[k]:
+            return -1
+    return pos + n
 
 
 @njit(cache=True, forceinline=True)

@@ -17,7 +17,7 @@ import re
 import numpy as np
 import pytest
 
-from collectors.frame_scan import _decimal, _eight_digits, _eight_digits_value, _time, _uint
+from collectors.frame_scan import _decimal, _eight_digits, _eight_digits_value, _match, _time, _uint
 
 NEAR = b"0123456789/:;?.Z-T \x00\xff\x3a\x2f\x3f\x40"
 I63 = 2**63
@@ -152,3 +152,21 @@ def test_time_equals_reference(seed):
             v, nxt = _time(data, pos, end)
             rv, rn = ref_time(bytes(data[pos:end]))
             assert (v, nxt) == ((rv, pos + rn) if rn >= 0 else (0, -1)), (text, end - pos)
+
+
+def test_match_equals_startswith():
+    """Literals of every length, compared eight bytes at a time: a difference in any byte, in the last (overlapping)
+    word, or a literal running past ``end`` fails; ``pos < 0`` (a failed step before) stays failed."""
+    rng = random.Random(7)
+    for _ in range(3000):
+        lit = bytes(rng.choice(b'ab\\"{}:,0') for _ in range(rng.randrange(1, 20)))
+        text = lit if rng.random() < 0.5 else bytearray(lit)
+        if isinstance(text, bytearray):
+            text[rng.randrange(len(text))] = rng.choice(b'ab\\"{}:,0')
+            text = bytes(text)
+        data, pos = buffer(text, rng)
+        lit_arr = np.frombuffer(lit, np.uint8).copy()
+        for end in {pos + len(text), pos + len(text) - 1, len(data)}:
+            want = pos + len(lit) if bytes(data[pos:end]).startswith(lit) else -1
+            assert _match(data, pos, end, lit_arr) == want, (lit, text, end - pos)
+    assert _match(np.zeros(16, np.uint8), -1, 16, np.zeros(9, np.uint8)) == -1
