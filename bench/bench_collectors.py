@@ -12,7 +12,9 @@
   wall time is reported beside them). The simulator sends about one level change per frame, so each row costs
   a whole frame envelope (~360 bytes of JSON); rows/s depend on that as much as on the code, so the same
   ingest also runs on the capture regrouped into frames of up to ``REGROUP`` updates of one product (same
-  updates, same trades, renumbered frames): decompressed MB/s and rows per frame are printed for both.
+  updates, same trades, renumbered frames): decompressed MB/s and rows per frame are printed for both. A third
+  run ingests the recorded capture stored plain (its segments decompressed to ``.jsonl``, which the capture
+  contract allows): the difference to the recorded run is what zstd decompression costs.
 * backfill: 1 day of 1-min bars for every listed perp through ccxt binanceusdm with ccxt's throttle off
   (our pipeline's cost; with the throttle on, ccxt's weight pacing for the real venue dominates).
 """
@@ -80,6 +82,25 @@ def _timed(fn, repeats: int = 1):
         walls.append(time.perf_counter() - t)
         cpus.append(time.process_time() - c)
     return out, min(walls), min(cpus)
+
+
+def decompressed(src: Path, dst: Path) -> Path:
+    """A copy of capture folder ``src`` at ``dst`` with every ``.jsonl.zst`` segment stored plain (``.jsonl``)."""
+    import shutil
+
+    import zstandard
+
+    for f in sorted(src.rglob("*")):
+        if not f.is_file() or f.name.startswith("."):
+            continue
+        target = dst / f.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if f.name.endswith(".jsonl.zst"):
+            with open(f, "rb") as fin, open(target.with_name(f.name[:-len(".zst")]), "wb") as fout:
+                zstandard.ZstdDecompressor().copy_stream(fin, fout)
+        else:
+            shutil.copy(f, target)
+    return dst
 
 
 def regroup(src: Path, dst: Path, per_frame: int) -> Path:
@@ -176,7 +197,9 @@ def _ingest_one(cap: Path, root: Path, name: str) -> dict:
 def _ingest(root: Path) -> dict:
     cap = root / "raw" / "exchange=coinbase"
     grouped = regroup(cap, root / "regrouped" / "exchange=coinbase", REGROUP)
+    plain = decompressed(cap, root / "plain" / "exchange=coinbase")
     return {"recorded": _ingest_one(cap, root, "ingested"),
+            "recorded_plain": _ingest_one(plain, root, "ingested_plain"),
             f"regrouped_{REGROUP}": _ingest_one(grouped, root, "ingested_rg")}
 
 
