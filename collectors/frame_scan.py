@@ -190,6 +190,40 @@ def _eight_digits_value(w):
     return np.int64(w)
 
 
+@intrinsic
+def _trailing_zeros(typingctx, x):
+    """Count of trailing zero bits of a uint64 (LLVM ``cttz``; 64 for 0)."""
+    def codegen(context, builder, signature, args):
+        return builder.cttz(args[0], llvm_ir.Constant(llvm_ir.IntType(1), 0))
+    return types.uint64(types.uint64), codegen
+
+
+_X46 = np.uint64(0x4646464646464646)
+_X80 = np.uint64(0x8080808080808080)
+POW10 = np.array([10**k for k in range(MAX_DIGITS + 1)], np.int64)
+
+
+@njit(cache=True, forceinline=True)
+def _digit_run(buf, pos, end):
+    """How many of the 8 bytes at ``pos`` are ASCII digits before the first other byte (0-8; -1 if fewer than 8
+    bytes are left). A byte above '9' gets its high bit from ``+ 0x46``, one below '0' from ``- 0x30``; carries
+    and borrows only run towards later bytes, so the first flagged byte is exact."""
+    if pos + 8 > end:
+        return -1
+    w = _load8(buf, pos)
+    m = ((w + _X46) | (w - _X30)) & _X80
+    return 8 if m == 0 else np.int64(_trailing_zeros(m) >> np.uint64(3))
+
+
+@njit(cache=True, forceinline=True)
+def _digits_value(w, n):
+    """The value of the first ``n`` (1-8) bytes of ``w``, ASCII digits: shifted to the top of the word with '0'
+    bytes below (leading zeros), then read as eight digits."""
+    if n == 8:
+        return _eight_digits_value(w)
+    return _eight_digits_value((w << np.uint64(64 - 8 * n)) | (_X30 >> np.uint64(8 * n)))
+
+
 @njit(cache=True, forceinline=True)
 def _match(buf, pos, end, lit):
     """``pos + len(lit)`` if ``buf[pos:end]`` starts with ``lit``, else -1 (also for ``pos < 0``, so a failed step
@@ -266,42 +300,50 @@ def _days_from_civil(y, m, d):
 
 
 @njit(cache=True, forceinline=True)
-def _time(buf, pos, end):
+def _time(buf, pos, end, memo):
     """``YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z`` -> (UTC ns, next pos) or (0, -1); the arithmetic of
-    ``collectors.timeparse.rfc3339_to_ns`` (``calendar.timegm``: day, hour, minute, second are not range-checked)."""
+    ``collectors.timeparse.rfc3339_to_ns`` (``calendar.timegm``: day, hour, minute, second are not range-checked).
+    ``memo`` (int64[4]): the 16 bytes ``YYYY-MM-DDTHH:MM`` of the last time whose date, hour and minute were valid,
+    as two words, their value in ns and 1 once set; a time starting with the same 16 bytes reuses that value."""
     if pos < 0 or pos + 20 > end:
         return 0, -1
-    if (buf[pos + 4] != 45 or buf[pos + 7] != 45 or buf[pos + 10] != 84 or buf[pos + 13] != 58
-            or buf[pos + 16] != 58):
-        return 0, -1
-    y = _digits(buf, pos, 4)
-    mo = _digits(buf, pos + 5, 2)
-    d = _digits(buf, pos + 8, 2)
-    h = _digits(buf, pos + 11, 2)
-    mi = _digits(buf, pos + 14, 2)
+    w0, w1 = np.int64(_load8(buf, pos)), np.int64(_load8(buf, pos + 8))
+    if memo[3] == 1 and w0 == memo[0] and w1 == memo[1]:
+        base = memo[2]
+    else:
+        if buf[pos + 4] != 45 or buf[pos + 7] != 45 or buf[pos + 10] != 84 or buf[pos + 13] != 58:
+            return 0, -1
+        y = _digits(buf, pos, 4)
+        mo = _digits(buf, pos + 5, 2)
+        d = _digits(buf, pos + 8, 2)
+        h = _digits(buf, pos + 11, 2)
+        mi = _digits(buf, pos + 14, 2)
+        if y < 1900 or y > 2200 or mo < 1 or mo > 12 or d < 0 or h < 0 or mi < 0:
+            return 0, -1
+        days = _days_from_civil(y, mo, 1) + d - 1
+        base = ((days * 24 + h) * 60 + mi) * 60_000_000_000
+        memo[0], memo[1], memo[2], memo[3] = w0, w1, base, 1
     s = _digits(buf, pos + 17, 2)
-    if y < 1900 or y > 2200 or mo < 1 or mo > 12 or d < 0 or h < 0 or mi < 0 or s < 0:
+    if buf[pos + 16] != 58 or s < 0:
         return 0, -1
-    days = _days_from_civil(y, mo, 1) + d - 1
-    ns = (((days * 24 + h) * 60 + mi) * 60 + s) * 1_000_000_000
+    ns = base + s * 1_000_000_000
     i = pos + 19
     if buf[i] == 46:  # '.'
         i += 1
         f = 0
         k = 0
-        if i + 8 <= end and _eight_digits(_load8(buf, i)):
-            f = _eight_digits_value(_load8(buf, i))
-            i += 8
-            k = 8
+        n = _digit_run(buf, i, end)
+        if n > 0:
+            f = _digits_value(_load8(buf, i), n)
+            i += n
+            k = n
         while i < end and 48 <= buf[i] <= 57 and k < 10:
             f = f * 10 + (np.int64(buf[i]) - 48)
             i += 1
             k += 1
         if k == 0 or k > 9:
             return 0, -1
-        for _ in range(9 - k):
-            f *= 10
-        ns += f
+        ns += f * POW10[9 - k]
     if i >= end or buf[i] != 90:  # 'Z'
         return 0, -1
     return ns, i + 1
@@ -312,47 +354,53 @@ def _decimal(buf, pos, end, exp):
     """``digits[.digits]`` -> (mantissa at ``exp`` decimals, next pos) or (0, -1): the integer
     ``parse_fixed`` returns (trailing fraction zeros ignored), refused when it has more than ``exp`` significant
     decimals or could reach 10**18."""
-    if pos < 0:
+    if pos < 0 or exp > MAX_DIGITS:
         return 0, -1
     i = pos
     whole = 0
-    sig = 0  # significant whole digits (after leading zeros)
-    while i < end and 48 <= buf[i] <= 57:
-        c = np.int64(buf[i]) - 48
-        if sig > 0 or c != 0:
-            sig += 1
-            if sig + exp > MAX_DIGITS:
-                return 0, -1
-        whole = whole * 10 + c
-        i += 1
-    if i == pos:
-        return 0, -1
+    n = _digit_run(buf, pos, end)
+    if 0 < n < 8 and n + exp <= MAX_DIGITS:  # the whole part ends inside one word and cannot reach 10**18
+        whole = _digits_value(_load8(buf, pos), n)
+        i = pos + n
+    else:
+        sig = 0  # significant whole digits (after leading zeros)
+        while i < end and 48 <= buf[i] <= 57:
+            c = np.int64(buf[i]) - 48
+            if sig > 0 or c != 0:
+                sig += 1
+                if sig + exp > MAX_DIGITS:
+                    return 0, -1
+            whole = whole * 10 + c
+            i += 1
+        if i == pos:
+            return 0, -1
     frac = 0
     k = 0
     if i < end and buf[i] == 46:
         i += 1
-        start = i
-        if exp >= 8 and i + 8 <= end and _eight_digits(_load8(buf, i)):
-            frac = _eight_digits_value(_load8(buf, i))
-            i += 8
-            k = 8
-        while i < end and 48 <= buf[i] <= 57:
-            c = np.int64(buf[i]) - 48
-            k += 1
-            if k <= exp:
-                frac = frac * 10 + c
-            elif c != 0:
-                return 0, -1  # more significant decimals than exp
-            i += 1
-        if i == start:
-            return 0, -1
-        if k > exp:
-            k = exp
-    for _ in range(exp - k):
-        frac *= 10
-    for _ in range(exp):
-        whole *= 10
-    return whole + frac, i
+        n = _digit_run(buf, i, end)
+        if 0 < n < 8 and n <= exp:  # the fraction ends inside one word, within exp decimals
+            frac = _digits_value(_load8(buf, i), n)
+            k = n
+            i += n
+        else:
+            start = i
+            if n == 8 and exp >= 8:
+                frac = _eight_digits_value(_load8(buf, i))
+                i += 8
+                k = 8
+            while i < end and 48 <= buf[i] <= 57:
+                c = np.int64(buf[i]) - 48
+                k += 1
+                if k <= exp:
+                    frac = frac * 10 + c
+                elif c != 0:
+                    return 0, -1  # more significant decimals than exp
+                i += 1
+            if i == start:
+                return 0, -1
+            k = min(k, exp)
+    return whole * POW10[exp] + frac * POW10[exp - k], i
 
 
 @njit(cache=True, forceinline=True)
@@ -385,7 +433,7 @@ def _product(buf, pos, end, names, offs, table):
 
 
 @njit(cache=True, forceinline=True)
-def _line(buf, s, end, names, offs, table, pexp, sexp, out, r0, r_cap, lines, li):
+def _line(buf, s, end, names, offs, table, pexp, sexp, out, r0, r_cap, lines, li, memo):
     """Parse one line starting at ``s``; on success write its fields to ``lines[li]``/``out`` and return the
     position of its newline and the row count, else (-1, 0)."""
     pos = _match(buf, s, end, L_TS)
@@ -410,27 +458,27 @@ def _line(buf, s, end, names, offs, table, pexp, sexp, out, r0, r_cap, lines, li
             return -1, 0
         pos += 1
     pos = _match(buf, pos, end, L_QUOTE)
-    frame_ns, pos = _time_field(buf, pos, end, L_TIMESTAMP)
+    frame_ns, pos = _time_field(buf, pos, end, L_TIMESTAMP, memo)
     pos = _match(buf, pos, end, L_SEQ)
     seq, pos = _uint(buf, pos, end)
     pos = _match(buf, pos, end, L_EVENTS)
     if pos < 0:
         return -1, 0
     if trades:
-        pos, r = _trades_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap)
+        pos, r = _trades_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap, memo)
         n_snap = 0
     else:
-        pos, r, n_snap = _l2_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap, frame_ns)
+        pos, r, n_snap = _l2_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap, frame_ns, memo)
     if pos < 0:
         return pos, 0  # -2: no room for the rows
     return _tail(buf, pos, end, out, r0, r, lines, li, ts, seq, frame_ns, raw0, n_snap, trades)
 
 
 @njit(cache=True, forceinline=True)
-def _time_field(buf, pos, end, key):
+def _time_field(buf, pos, end, key, memo):
     """``key`` then ``<T>`` and its closing ``\\"`` -> (UTC ns, next pos) or (0, -1)."""
     pos = _match(buf, pos, end, key)
-    t, pos = _time(buf, pos, end)
+    t, pos = _time(buf, pos, end, memo)
     return t, _match(buf, pos, end, L_QUOTE)
 
 
@@ -466,7 +514,7 @@ def _close_item(buf, pos, end):
 
 
 @njit(cache=True, forceinline=True)
-def _l2_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap, frame_ns):
+def _l2_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap, frame_ns, memo):
     """The ``events`` of an ``l2_data`` frame -> (pos after ``]``, row end, snapshot events) or (-1|-2, 0, 0)."""
     r = r0
     n_snap = 0
@@ -493,7 +541,7 @@ def _l2_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap, fram
                 p2 = _match(buf, pos, end, L_OFFER)
                 if p2 < 0:
                     p2 = _match(buf, pos, end, L_ASK)
-            t_exch, pos = _time_field(buf, p2, end, L_EVENT_TIME)
+            t_exch, pos = _time_field(buf, p2, end, L_EVENT_TIME, memo)
             price, pos = _decimal_field(buf, pos, end, L_PRICE, pexp[prod])
             size, pos = _decimal_field(buf, pos, end, L_QTY, sexp[prod])
             pos, more = _close_item(buf, pos, end)
@@ -563,7 +611,7 @@ def _reverse(out, a, b):
 
 
 @njit(cache=True, forceinline=True)
-def _trades_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap):
+def _trades_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap, memo):
     """The ``events`` of a ``market_trades`` frame -> (pos after ``]``, row end) or (-1|-2, 0). Rows hold the
     trades oldest first (the venue lists them newest first within an event), the taker side in ``side``."""
     r = r0
@@ -591,7 +639,7 @@ def _trades_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap):
             if p2 < 0:
                 side = SIDE_BID
                 p2 = _match(buf, pos, end, L_SELL)
-            t_exch, pos = _time_field(buf, p2, end, L_TIME)
+            t_exch, pos = _time_field(buf, p2, end, L_TIME, memo)
             pos, more = _close_item(buf, pos, end)
             if more < 0:
                 return -1, 0
@@ -615,16 +663,17 @@ def _trades_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap):
 
 
 @njit(cache=True)
-def _scan(buf, pos, end, names, offs, table, pexp, sexp, lines, out):
-    """Scan whole lines from ``pos`` until ``end`` or the output is full; returns (lines, rows, next pos)."""
+def _scan(buf, pos, end, names, offs, table, pexp, sexp, lines, out, memo):
+    """Scan whole lines from ``pos`` until ``end`` or the output is full; returns (lines, rows, next pos).
+    ``memo``: the last date-hour-minute parsed (:func:`_time`)."""
     buf, names, offs, table = _borrowed(buf), _borrowed(names), _borrowed(offs), _borrowed(table)
-    pexp, sexp, lines, out = _borrowed(pexp), _borrowed(sexp), _borrowed(lines), _borrowed(out)
+    pexp, sexp, lines, out, memo = _borrowed(pexp), _borrowed(sexp), _borrowed(lines), _borrowed(out), _borrowed(memo)
     n_lines = np.int64(0)  # typed, not literal: one compiled _line instead of two
     r = np.int64(0)
     line_cap = lines.shape[0]
     r_cap = out.shape[0]
     while pos < end and n_lines < line_cap:
-        nl, n = _line(buf, pos, end, names, offs, table, pexp, sexp, out, r, r_cap, lines, n_lines)
+        nl, n = _line(buf, pos, end, names, offs, table, pexp, sexp, out, r, r_cap, lines, n_lines, memo)
         lines[n_lines]["start"] = pos
         lines[n_lines]["row0"] = r
         if nl >= 0:
@@ -787,10 +836,11 @@ def scan(buf: np.ndarray, table: ProductTable, first_line: int = 1) -> ScanBlock
     line_cap = end // 48 + 16  # more lines than this (short ones) or more rows: scanned in further parts below
     lines = np.empty(line_cap + 1, LINE_DTYPE)
     rows = np.empty(end // 96 + 16, ROW_DTYPE)
+    memo = np.zeros(4, np.int64)
     parts, pos = [], 0
     while True:
         n, r, nxt = _scan(buf, pos, end, table.bytes, table.offs, table.table, table.price_exp, table.size_exp,
-                          lines, rows)
+                          lines, rows, memo)
         if nxt >= end and not parts:  # one part: views (pages never written are never allocated)
             parts.append((lines[: n + 1], rows[:r]))
             break

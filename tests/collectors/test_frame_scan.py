@@ -17,7 +17,9 @@ import re
 import numpy as np
 import pytest
 
-from collectors.frame_scan import _decimal, _eight_digits, _eight_digits_value, _match, _time, _uint
+from collectors.frame_scan import (
+    _decimal, _digit_run, _digits_value, _eight_digits, _eight_digits_value, _match, _time, _uint,
+)
 
 NEAR = b"0123456789/:;?.Z-T \x00\xff\x3a\x2f\x3f\x40"
 I63 = 2**63
@@ -104,6 +106,24 @@ def test_eight_digit_test_and_value_on_every_byte_at_every_position():
         assert _eight_digits_value(np.uint64(int.from_bytes(word, "little"))) == int(word)
 
 
+def test_digit_run_and_value_on_every_byte_at_every_position():
+    """The first non-digit byte of a word is found wherever it is, whatever it is (bytes that carry or borrow into
+    the next byte included), and the digits before it are read as a number."""
+    for pos in range(8):
+        for v in range(256):
+            word = bytearray(b"27182818")
+            word[pos] = v
+            for later in (b"9", b"\x00", b"\xff", b"/"):  # what follows the flagged byte must not matter
+                w = bytearray(word)
+                w[pos + 1:] = later * (7 - pos)
+                data = np.frombuffer(bytes(w), np.uint8).copy()
+                n = _digit_run(data, 0, 8)
+                assert n == digit_run(bytes(w)), (pos, v, later)
+                if n > 0:
+                    assert _digits_value(np.uint64(int.from_bytes(w, "little")), n) == int(bytes(w[:n]))
+    assert _digit_run(np.zeros(7, np.uint8), 0, 7) == -1
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_uint_equals_reference(seed):
     rng = random.Random(seed)
@@ -123,7 +143,7 @@ def test_uint_equals_reference(seed):
 def test_decimal_equals_reference(seed):
     rng = random.Random(seed)
     for _ in range(4000):
-        exp = rng.choice([0, 1, 2, 7, 8, 9, 10, 12])
+        exp = rng.choice([0, 1, 2, 3, 6, 7, 8, 9, 10, 12, 18, 19, 25])
         text = digits(rng, rng.randrange(0, 20))
         if rng.random() < 0.8:
             text += b"." + digits(rng, rng.randrange(0, 20))
@@ -149,7 +169,7 @@ def test_time_equals_reference(seed):
         text = mutate(text + b"Z", rng)
         data, pos = buffer(text, rng)
         for end in {pos + len(text), len(data)}:
-            v, nxt = _time(data, pos, end)
+            v, nxt = _time(data, pos, end, np.zeros(4, np.int64))
             rv, rn = ref_time(bytes(data[pos:end]))
             assert (v, nxt) == ((rv, pos + rn) if rn >= 0 else (0, -1)), (text, end - pos)
 
@@ -170,3 +190,28 @@ def test_match_equals_startswith():
             want = pos + len(lit) if bytes(data[pos:end]).startswith(lit) else -1
             assert _match(data, pos, end, lit_arr) == want, (lit, text, end - pos)
     assert _match(np.zeros(16, np.uint8), -1, 16, np.zeros(9, np.uint8)) == -1
+
+
+def test_time_memo_gives_what_a_fresh_parse_gives():
+    """A run of times through one memo (the scanner keeps one per piece) equals each time parsed on its own: same
+    date-hour-minute with other seconds, a minute change, an invalid prefix between valid ones, a valid prefix
+    followed by bad seconds or a bad tail."""
+    rng = random.Random(11)
+    memo = np.zeros(4, np.int64)
+    prev = b"2026-01-05T00:00:05.1Z"
+    for _ in range(6000):
+        x = rng.random()
+        if x < 0.5:  # same first 16 bytes, other seconds/fraction/tail
+            text = prev[:16] + rng.choice([b":", b";", b":"]) + digits(rng, 2) + rng.choice(
+                [b"Z", b".1Z", b"." + digits(rng, 9) + b"Z", b".Z", b"." + digits(rng, 10) + b"Z", b"z", b""])
+        else:
+            y = rng.choice([1899, 2026, 2200, 2201])
+            text = (f"{y}-{rng.randrange(0, 14):02d}-{rng.randrange(0, 33):02d}T{rng.randrange(0, 26):02d}:"
+                    f"{rng.randrange(0, 62):02d}:{rng.randrange(0, 62):02d}Z").encode()
+            text = mutate(text, rng)
+        data, pos = buffer(text, rng)
+        end = pos + len(text)
+        assert _time(data, pos, end, memo) == _time(data, pos, end, np.zeros(4, np.int64)), text
+        rv, rn = ref_time(bytes(data[pos:end]))
+        assert _time(data, pos, end, memo) == ((rv, pos + rn) if rn >= 0 else (0, -1)), text
+        prev = text if len(text) >= 16 else prev
