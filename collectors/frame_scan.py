@@ -403,11 +403,43 @@ def _decimal(buf, pos, end, exp):
     return whole * POW10[exp] + frac * POW10[exp - k], i
 
 
+_X01 = np.uint64(0x0101010101010101)
+_X5C = np.uint64(0x5C5C5C5C5C5C5C5C)  # backslash
+_X22 = np.uint64(0x2222222222222222)  # double quote
+_X20 = np.uint64(0x2020202020202020)
+
+
 @njit(cache=True, forceinline=True)
-def _product(buf, pos, end, names, offs, table):
-    """A known product id (its exact UTF-8 bytes, then ``\\"``) -> (index, pos after the quote) or (-1, -1)."""
+def _first_below(w, v):
+    """Index of the first byte of ``w`` below ``v`` (``v`` = 0x01.. for zero bytes), 8 if none: the classic
+    ``(w - v) & ~w & 0x80..`` flags can be wrong only above the first true one (borrows run towards later bytes)."""
+    m = (w - v) & ~w & _X80
+    return 8 if m == 0 else np.int64(_trailing_zeros(m) >> np.uint64(3))
+
+
+@njit(cache=True, forceinline=True)
+def _product(buf, pos, end, names, offs, table, short):
+    """A known product id (its exact UTF-8 bytes, then ``\\"``) -> (index, pos after the quote) or (-1, -1).
+    Ids of 1-7 bytes are found with one load: the backslash that ends them, any quote or control byte before it
+    (refused), then the id's bytes as one integer looked up in ``short`` (:class:`ProductTable`)."""
     if pos < 0:
         return -1, -1
+    if pos + 8 <= end:
+        w = _load8(buf, pos)
+        n = _first_below(w ^ _X5C, _X01)
+        if 0 < n < 8:
+            if _first_below(w, _X20) < n or _first_below(w ^ _X22, _X01) < n:
+                return -1, -1
+            if pos + n + 1 >= end or buf[pos + n + 1] != DQ:
+                return -1, -1
+            key = w & ((np.uint64(1) << np.uint64(8 * n)) - np.uint64(1))
+            mask = short.shape[0] - 1
+            slot = np.int64((key * _M1) >> np.uint64(40)) & mask
+            while short[slot, 2] >= 0:
+                if short[slot, 0] == np.int64(key) and short[slot, 1] == n:
+                    return short[slot, 2], pos + n + 2
+                slot = (slot + 1) & mask
+            return -1, -1
     i = pos
     while i < end and buf[i] != BSL:
         if buf[i] == DQ or buf[i] < 32:
@@ -433,7 +465,7 @@ def _product(buf, pos, end, names, offs, table):
 
 
 @njit(cache=True, forceinline=True)
-def _line(buf, s, end, names, offs, table, pexp, sexp, out, r0, r_cap, lines, li, memo):
+def _line(buf, s, end, names, offs, table, short, pexp, sexp, out, r0, r_cap, lines, li, memo):
     """Parse one line starting at ``s``; on success write its fields to ``lines[li]``/``out`` and return the
     position of its newline and the row count, else (-1, 0)."""
     pos = _match(buf, s, end, L_TS)
@@ -465,10 +497,10 @@ def _line(buf, s, end, names, offs, table, pexp, sexp, out, r0, r_cap, lines, li
     if pos < 0:
         return -1, 0
     if trades:
-        pos, r = _trades_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap, memo)
+        pos, r = _trades_body(buf, pos, end, names, offs, table, short, pexp, sexp, out, r0, r_cap, memo)
         n_snap = 0
     else:
-        pos, r, n_snap = _l2_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap, frame_ns, memo)
+        pos, r, n_snap = _l2_body(buf, pos, end, names, offs, table, short, pexp, sexp, out, r0, r_cap, frame_ns, memo)
     if pos < 0:
         return pos, 0  # -2: no room for the rows
     return _tail(buf, pos, end, out, r0, r, lines, li, ts, seq, frame_ns, raw0, n_snap, trades)
@@ -514,14 +546,14 @@ def _close_item(buf, pos, end):
 
 
 @njit(cache=True, forceinline=True)
-def _l2_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap, frame_ns, memo):
+def _l2_body(buf, pos, end, names, offs, table, short, pexp, sexp, out, r0, r_cap, frame_ns, memo):
     """The ``events`` of an ``l2_data`` frame -> (pos after ``]``, row end, snapshot events) or (-1|-2, 0, 0)."""
     r = r0
     n_snap = 0
     while True:  # events
         pos, snap = _event_type(buf, pos, end)
         pos = _match(buf, pos, end, L_PRODUCT)
-        prod, pos = _product(buf, pos, end, names, offs, table)
+        prod, pos = _product(buf, pos, end, names, offs, table, short)
         if prod < 0:
             return -1, 0, 0
         pos = _match(buf, pos, end, L_UPDATES)
@@ -611,7 +643,7 @@ def _reverse(out, a, b):
 
 
 @njit(cache=True, forceinline=True)
-def _trades_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap, memo):
+def _trades_body(buf, pos, end, names, offs, table, short, pexp, sexp, out, r0, r_cap, memo):
     """The ``events`` of a ``market_trades`` frame -> (pos after ``]``, row end) or (-1|-2, 0). Rows hold the
     trades oldest first (the venue lists them newest first within an event), the taker side in ``side``."""
     r = r0
@@ -628,7 +660,7 @@ def _trades_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap, 
             tid, pos = _uint(buf, pos, end)
             pos = _match(buf, pos, end, L_QUOTE)
             pos = _match(buf, pos, end, L_PRODUCT)
-            prod, pos = _product(buf, pos, end, names, offs, table)
+            prod, pos = _product(buf, pos, end, names, offs, table, short)
             if prod < 0:
                 return -1, 0
             price, pos = _decimal_field(buf, pos, end, L_TPRICE, pexp[prod])
@@ -663,17 +695,18 @@ def _trades_body(buf, pos, end, names, offs, table, pexp, sexp, out, r0, r_cap, 
 
 
 @njit(cache=True)
-def _scan(buf, pos, end, names, offs, table, pexp, sexp, lines, out, memo):
+def _scan(buf, pos, end, names, offs, table, short, pexp, sexp, lines, out, memo):
     """Scan whole lines from ``pos`` until ``end`` or the output is full; returns (lines, rows, next pos).
     ``memo``: the last date-hour-minute parsed (:func:`_time`)."""
     buf, names, offs, table = _borrowed(buf), _borrowed(names), _borrowed(offs), _borrowed(table)
+    short = _borrowed(short)
     pexp, sexp, lines, out, memo = _borrowed(pexp), _borrowed(sexp), _borrowed(lines), _borrowed(out), _borrowed(memo)
     n_lines = np.int64(0)  # typed, not literal: one compiled _line instead of two
     r = np.int64(0)
     line_cap = lines.shape[0]
     r_cap = out.shape[0]
     while pos < end and n_lines < line_cap:
-        nl, n = _line(buf, pos, end, names, offs, table, pexp, sexp, out, r, r_cap, lines, n_lines, memo)
+        nl, n = _line(buf, pos, end, names, offs, table, short, pexp, sexp, out, r, r_cap, lines, n_lines, memo)
         lines[n_lines]["start"] = pos
         lines[n_lines]["row0"] = r
         if nl >= 0:
@@ -720,6 +753,16 @@ class ProductTable:
             while self.table[slot] >= 0:
                 slot = (slot + 1) & (size - 1)
             self.table[slot] = i
+        # ids of 1-7 bytes by their bytes as one little-endian integer: rows (key, length, index), index -1 = empty;
+        # slot = top bits of key * M1 (as the scanner computes it), probed linearly
+        self.short = np.full((size, 3), -1, np.int64)
+        for i, b in enumerate(encoded):
+            if 0 < len(b) < 8:
+                key = int.from_bytes(b, "little")
+                slot = (((key * int(_M1)) & (2**64 - 1)) >> 40) & (size - 1)
+                while self.short[slot, 2] >= 0:
+                    slot = (slot + 1) & (size - 1)
+                self.short[slot] = (key, len(b), i)
 
 
 class BlockRows:
@@ -839,8 +882,8 @@ def scan(buf: np.ndarray, table: ProductTable, first_line: int = 1) -> ScanBlock
     memo = np.zeros(4, np.int64)
     parts, pos = [], 0
     while True:
-        n, r, nxt = _scan(buf, pos, end, table.bytes, table.offs, table.table, table.price_exp, table.size_exp,
-                          lines, rows, memo)
+        n, r, nxt = _scan(buf, pos, end, table.bytes, table.offs, table.table, table.short, table.price_exp,
+                          table.size_exp, lines, rows, memo)
         if nxt >= end and not parts:  # one part: views (pages never written are never allocated)
             parts.append((lines[: n + 1], rows[:r]))
             break

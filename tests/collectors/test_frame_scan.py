@@ -17,8 +17,10 @@ import re
 import numpy as np
 import pytest
 
+from collectors.coinbase import ProductScale
 from collectors.frame_scan import (
-    _decimal, _digit_run, _digits_value, _eight_digits, _eight_digits_value, _match, _time, _uint,
+    ProductTable, _decimal, _digit_run, _digits_value, _eight_digits, _eight_digits_value, _match, _product, _time,
+    _uint,
 )
 
 NEAR = b"0123456789/:;?.Z-T \x00\xff\x3a\x2f\x3f\x40"
@@ -215,3 +217,29 @@ def test_time_memo_gives_what_a_fresh_parse_gives():
         rv, rn = ref_time(bytes(data[pos:end]))
         assert _time(data, pos, end, memo) == ((rv, pos + rn) if rn >= 0 else (0, -1)), text
         prev = text if len(text) >= 16 else prev
+
+
+def test_product_lookup_equals_reference():
+    """Product ids of every length (the one-load path takes 1-7 bytes), unicode, unknown ids that share a prefix or
+    the length of a known one, quotes and control bytes inside, a missing escaped quote after the backslash, ids
+    cut by the end of the buffer."""
+    names = ["BTC-USD", "ETH-USD", "SOL-USD", "A", "ÉTH-€", "ÉT", "LONGER-THAN-8", "12345678", "1234567",
+             "X\x01Y", "LONG\x01ER-ID"]  # known ids with a control byte are still refused, as the slow path does
+    table = ProductTable({n: ProductScale(2, 8) for n in names})
+    encoded = [n.encode() for n in names]
+    rng = random.Random(5)
+    pool = encoded + [b"XRP-USD", b"BTC-USDT", b"BTC-US", b"btc-usd", b"", b"BTC\x01USD", b'BT"C', b"\xc3\x89T",
+                      b"1234567\x00", b"123456", b"\x00"]
+    for _ in range(4000):
+        name = rng.choice(pool)
+        if rng.random() < 0.2:
+            name = bytes(rng.choice(b'AB-\x00\x1f"\\\xc3\x89') for _ in range(rng.randrange(0, 10)))
+        text = name + rng.choice([b'\\"', b'\\"', b"\\x", b"\\", b""]) + bytes(rng.choice(NEAR) for _ in range(3))
+        data, pos = buffer(text, rng)
+        for end in {pos + len(name) + 1, pos + len(name) + 2, pos + len(text), len(data)}:
+            b = bytes(data[pos:end])
+            k = b.find(b"\\")
+            ok = k >= 0 and k + 1 < len(b) and b[k + 1] == 34 and not any(c == 34 or c < 32 for c in b[:k])
+            want = (encoded.index(b[:k]), pos + k + 2) if ok and b[:k] in encoded else (-1, -1)
+            got = _product(data, pos, end, table.bytes, table.offs, table.table, table.short)
+            assert got == want, (name, text, end - pos)
