@@ -112,16 +112,14 @@ def regroup(src: Path, dst: Path, per_frame: int) -> Path:
     frames are written (no gaps)."""
     import shutil
 
-    import zstandard
-
-    from collectors.capture import read_capture
+    from collectors.capture import compress_segment, read_capture
 
     dst.mkdir(parents=True, exist_ok=True)
     shutil.copy(src / "products.json", dst / "products.json")
     seq: dict[int, int] = {}
     held: dict[str, list] = {}  # product -> [(record, frame)] of update frames waiting to be merged
-    out = dst / "capture-0.jsonl.zst"
-    with open(out, "wb") as fh, zstandard.ZstdCompressor(level=3).stream_writer(fh) as sink:
+    out = dst / "capture-0.jsonl"
+    with open(out, "wb") as sink:  # then compressed as the collector compresses its segments
         def emit(rec, frame):
             frame["sequence_num"] = seq.get(rec.conn, 0)
             seq[rec.conn] = frame["sequence_num"] + 1
@@ -158,6 +156,7 @@ def regroup(src: Path, dst: Path, per_frame: int) -> Path:
             emit(rec, frame)
         for product in list(held):
             flush(product)
+    compress_segment(out)
     return dst
 
 

@@ -1,12 +1,18 @@
 import os
+import random
 import signal
 import subprocess
 import sys
 import textwrap
 
+import orjson
 import pytest
+import zstandard
 
-from collectors.capture import CaptureError, CaptureWriter, read_capture, write_capture
+import collectors.capture as capture_mod
+from collectors.capture import (
+    CaptureError, CaptureWriter, compress_segment, read_capture, read_chunks, write_capture, zstd_frames,
+)
 
 T0 = 1_767_571_200_000_000_000  # 2026-01-05T00:00:00Z
 
@@ -63,3 +69,75 @@ def test_one_writer_per_folder(tmp_path):
         with pytest.raises(CaptureError, match="another collector"):
             CaptureWriter(tmp_path, "coinbase")
     CaptureWriter(tmp_path, "coinbase").close()  # free again once the first one closed
+
+
+# -- compressed layout: frames of whole lines, read frame by frame ------------------------------------------------
+def _lines(n, rng, long_every=0):
+    out = []
+    for i in range(n):
+        pad = "x" * (rng.randrange(0, 300) if not long_every or i % long_every else 5000)
+        out.append(orjson.dumps({"ts_recv_ns": T0 + i, "raw": f'{{"i":{i},"p":"{pad}"}}'}) + b"\n")
+    return out
+
+
+def _pieces(f, size=None):
+    return [bytes(p) for p in read_chunks(f, size)]
+
+
+def test_compressed_segment_is_frames_of_whole_lines_read_one_piece_per_frame(tmp_path, monkeypatch):
+    monkeypatch.setattr(capture_mod, "FRAME_BYTES", 4096)
+    rng = random.Random(3)
+    text = b"".join(_lines(600, rng, long_every=97))  # some lines longer than a frame
+    plain = tmp_path / "capture-1.jsonl"
+    plain.write_bytes(text)
+    f = compress_segment(plain)
+    assert not plain.exists() and f.name == "capture-1.jsonl.zst"
+    data = f.read_bytes()
+    frames = zstd_frames(data)
+    assert len(frames) > 30
+    texts = [zstandard.ZstdDecompressor().decompress(data[a:b]) for a, b, _ in frames]
+    assert b"".join(texts) == text
+    for t, (_, _, n) in zip(texts, frames):
+        assert len(t) == n and t.endswith(b"\n")
+        assert len(t) <= 4096 + 5400 or t.count(b"\n") == 1  # a frame's text, or one long line of its own
+    assert _pieces(f) == texts  # one piece per frame, decompressed straight into it
+    assert zstandard.ZstdDecompressor().stream_reader(data).read() == text  # any zstd reader: one stream
+    assert [r.ts_recv_ns for r in read_capture(f)] == [T0 + i for i in range(600)]
+
+
+@pytest.mark.parametrize("layout", ["one streamed frame", "frames cut mid-line", "skippable and empty frames"])
+def test_other_zstd_layouts_read_the_same(tmp_path, layout):
+    rng = random.Random(4)
+    text = b"".join(_lines(400, rng))
+    f = tmp_path / "capture-1.jsonl.zst"
+    cctx = zstandard.ZstdCompressor(level=3)
+    if layout == "one streamed frame":  # no content size: read by streaming
+        with open(f, "wb") as fh, cctx.stream_writer(fh) as w:
+            w.write(text)
+        assert zstd_frames(f.read_bytes())[0][2] is None
+    else:
+        cuts = sorted(rng.sample(range(1, len(text)), 12))
+        parts = [text[a:b] for a, b in zip([0] + cuts, cuts + [len(text)])]
+        frames = [cctx.compress(p) for p in parts]
+        if layout == "skippable and empty frames":
+            skip = (0x184D2A5A).to_bytes(4, "little") + (5).to_bytes(4, "little") + b"12345"
+            frames = [frames[0], skip, cctx.compress(b"")] + frames[1:] + [skip]
+        f.write_bytes(b"".join(frames))
+    pieces = _pieces(f, 2048)
+    assert b"".join(pieces) == text and all(p.endswith(b"\n") for p in pieces)
+    assert [r.ts_recv_ns for r in read_capture(f)] == [T0 + i for i in range(400)]
+
+
+def test_a_truncated_or_damaged_compressed_segment_is_an_error_not_a_short_read(tmp_path):
+    rng = random.Random(5)
+    plain = tmp_path / "capture-1.jsonl"
+    plain.write_bytes(b"".join(_lines(3000, rng)))
+    data = compress_segment(plain).read_bytes()
+    for name, damaged in [("cut", data[: len(data) * 2 // 3]), ("tail", data + b"\x00garbage"),
+                          ("streamed-cut", zstandard.ZstdCompressor().compress(b"".join(_lines(50, rng)))[:-7])]:
+        f = tmp_path / f"capture-{name}.jsonl.zst"
+        f.write_bytes(damaged)
+        with pytest.raises(CaptureError, match=rf"capture-{name}\.jsonl\.zst: .*byte \d+"):
+            _pieces(f)
+        with pytest.raises(CaptureError, match=rf"capture-{name}\.jsonl\.zst"):
+            list(read_capture(f))
