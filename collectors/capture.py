@@ -20,9 +20,10 @@ Segments rotate every hour of receive time (and on size), named
 Compressed layout
     A compressed segment is a sequence of zstd frames, each holding whole lines (up to ``FRAME_BYTES`` of text; a
     longer line gets a frame of its own) with its decompressed size in its header. Any zstd reader reads the
-    frames as one stream; :func:`read_chunks` decompresses each frame straight into its own piece, which the
-    streaming decoder cannot do (it decodes into its window buffer and copies out: ~20% of its time). Files
-    that are one frame, or frames of unknown size (``zstd`` streams, older captures), are read by streaming.
+    frames as one stream; :func:`read_chunks` decompresses each frame of known size (any layout, up to
+    ``MAX_FRAME_TEXT`` each) straight into its own piece, which the streaming decoder cannot do (it decodes into
+    its window buffer and copies out: ~20% of its time). Files with a frame of unknown size (``zstd`` streams,
+    older captures) or a larger one are read by streaming, in pieces of ``CHUNK_BYTES``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from l2lab import atomic
 HOUR_NS = 3_600_000_000_000
 CHUNK_BYTES = 8 << 20  # bulk reading (read_chunks): decompressed bytes per piece
 FRAME_BYTES = 8 << 20  # compressed segments: text per zstd frame (whole lines)
+MAX_FRAME_TEXT = 32 << 20  # read_chunks decompresses frames of known size up to this whole; larger ones stream
 
 
 def hour_partition(ts_ns: int) -> str:
@@ -255,7 +257,7 @@ def read_chunks(f: Path, size: int | None = None) -> Iterator[memoryview]:
     if f.name.endswith(".zst"):
         data = f.read_bytes()
         frames = _checked_frames(f, data)
-        if all(n is not None and n <= 4 * max(size, FRAME_BYTES) for _, _, n in frames):
+        if all(n is not None and n <= MAX_FRAME_TEXT for _, _, n in frames):
             yield from _frame_pieces(f, data, frames)
             return
         del data
@@ -317,7 +319,8 @@ def zstd_frames(data: bytes) -> list[tuple[int, int, int | None]]:
     ``data`` (skippable frames and empty frames left out), found by walking frame and block headers (RFC 8878:
     3-byte block headers, bit 0 last block, bits 1-2 type, the rest the size; an RLE block carries one byte; a
     4-byte checksum may follow the last block). Raises ``ValueError`` naming the byte where ``data`` stops being
-    whole frames (a truncated or damaged file), which a streaming decoder would pass over silently."""
+    whole frames (a truncated or damaged file), which a streaming decoder would pass over silently. A file cut
+    exactly between two frames is whole frames and cannot be told from a shorter file."""
     out, pos, n = [], 0, len(data)
     while pos < n:
         if pos + 8 > n:
@@ -325,6 +328,8 @@ def zstd_frames(data: bytes) -> list[tuple[int, int, int | None]]:
         magic = int.from_bytes(data[pos:pos + 4], "little")
         if magic & 0xFFFFFFF0 == _SKIPPABLE:
             pos += 8 + int.from_bytes(data[pos + 4:pos + 8], "little")
+            if pos > n:
+                raise ValueError(f"truncated skippable frame before byte {n}")
             continue
         if magic != _ZSTD_MAGIC:
             raise ValueError(f"no zstd frame at byte {pos}")

@@ -206,8 +206,9 @@ POW10 = np.array([10**k for k in range(MAX_DIGITS + 1)], np.int64)
 @njit(cache=True, forceinline=True)
 def _digit_run(buf, pos, end):
     """How many of the 8 bytes at ``pos`` are ASCII digits before the first other byte (0-8; -1 if fewer than 8
-    bytes are left). A byte above '9' gets its high bit from ``+ 0x46``, one below '0' from ``- 0x30``; carries
-    and borrows only run towards later bytes, so the first flagged byte is exact."""
+    bytes are left). A byte in 0x3A-0xAF gets its high bit from ``+ 0x46``, one below '0' or from 0xB0 up from
+    ``- 0x30``; digits get neither and pass no carry or borrow on, and carries and borrows only run towards
+    later bytes, so the first flagged byte is exact."""
     if pos + 8 > end:
         return -1
     w = _load8(buf, pos)
@@ -354,7 +355,7 @@ def _decimal(buf, pos, end, exp):
     """``digits[.digits]`` -> (mantissa at ``exp`` decimals, next pos) or (0, -1): the integer
     ``parse_fixed`` returns (trailing fraction zeros ignored), refused when it has more than ``exp`` significant
     decimals or could reach 10**18."""
-    if pos < 0 or exp > MAX_DIGITS:
+    if pos < 0 or exp < 0 or exp > MAX_DIGITS:
         return 0, -1
     i = pos
     whole = 0
@@ -703,7 +704,7 @@ def _scan(buf, pos, end, names, offs, table, short, pexp, sexp, lines, out, memo
     pexp, sexp, lines, out, memo = _borrowed(pexp), _borrowed(sexp), _borrowed(lines), _borrowed(out), _borrowed(memo)
     n_lines = np.int64(0)  # typed, not literal: one compiled _line instead of two
     r = np.int64(0)
-    line_cap = lines.shape[0]
+    line_cap = lines.shape[0] - 1  # the last entry holds only the row count after the last line
     r_cap = out.shape[0]
     while pos < end and n_lines < line_cap:
         nl, n = _line(buf, pos, end, names, offs, table, short, pexp, sexp, out, r, r_cap, lines, n_lines, memo)
@@ -874,7 +875,7 @@ def group_runs(r0, lens, ord0, prod, row_status, status, n_products):
 
 def scan(buf: np.ndarray, table: ProductTable, first_line: int = 1) -> ScanBlock:
     """Scan ``buf`` (uint8, whole lines each ending in a newline) into a :class:`ScanBlock`."""
-    buf = _readonly(buf)
+    buf = _readonly(np.ascontiguousarray(buf))  # the 8-byte loads read memory, not strides
     end = len(buf)
     line_cap = end // 48 + 16  # more lines than this (short ones) or more rows: scanned in further parts below
     lines = np.empty(line_cap + 1, LINE_DTYPE)

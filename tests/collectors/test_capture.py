@@ -1,3 +1,4 @@
+import io
 import os
 import random
 import signal
@@ -133,8 +134,12 @@ def test_a_truncated_or_damaged_compressed_segment_is_an_error_not_a_short_read(
     plain = tmp_path / "capture-1.jsonl"
     plain.write_bytes(b"".join(_lines(3000, rng)))
     data = compress_segment(plain).read_bytes()
+    streamed = io.BytesIO()
+    with zstandard.ZstdCompressor().stream_writer(streamed, closefd=False) as w:  # one frame of unknown size
+        w.write(b"".join(_lines(3000, rng)))
+    skip = (0x184D2A50).to_bytes(4, "little") + (100).to_bytes(4, "little") + b"x" * 10
     for name, damaged in [("cut", data[: len(data) * 2 // 3]), ("tail", data + b"\x00garbage"),
-                          ("streamed-cut", zstandard.ZstdCompressor().compress(b"".join(_lines(50, rng)))[:-7])]:
+                          ("streamed-cut", streamed.getvalue()[:-7]), ("skippable-cut", data + skip)]:
         f = tmp_path / f"capture-{name}.jsonl.zst"
         f.write_bytes(damaged)
         with pytest.raises(CaptureError, match=rf"capture-{name}\.jsonl\.zst: .*byte \d+"):

@@ -11,29 +11,52 @@ against frame-by-frame parsing) is covered in ``test_ingest_bulk.py``.
 from __future__ import annotations
 
 import calendar
+import ctypes
+import mmap
 import random
 import re
 
 import numpy as np
+import orjson
 import pytest
 
 from collectors.coinbase import ProductScale
 from collectors.frame_scan import (
-    ProductTable, _decimal, _digit_run, _digits_value, _eight_digits, _eight_digits_value, _match, _product, _time,
-    _uint,
+    SLOW, FAST, ProductTable, _decimal, _digit_run, _digits_value, _eight_digits, _eight_digits_value, _match, _product, _time,
+    _uint, scan,
 )
 
 NEAR = b"0123456789/:;?.Z-T \x00\xff\x3a\x2f\x3f\x40"
+T_NS = 1_767_571_201_000_000_000
+T_NS_EXCH = 1_767_571_201_250_000_000  # 2026-01-05T00:00:01.25Z
 I63 = 2**63
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_LIBC.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+
+
+def guarded(data: bytes) -> np.ndarray:
+    """A read-only uint8 array of ``data`` whose last byte is the last of a page followed by a page that cannot
+    be read: a load past the end of the array crashes the test run instead of reading slack."""
+    page = mmap.PAGESIZE
+    pages = -(-len(data) // page) + 1
+    m = mmap.mmap(-1, pages * page)
+    start = (pages - 1) * page - len(data)
+    m[start:start + len(data)] = data
+    base = ctypes.addressof(ctypes.c_char.from_buffer(m))
+    assert _LIBC.mprotect(base + (pages - 1) * page, page, 0) == 0  # PROT_NONE
+    arr = np.frombuffer(m, np.uint8, count=len(data), offset=start)  # keeps the mapping alive
+    arr.flags.writeable = False
+    return arr
 
 
 def buffer(text: bytes, rng: random.Random) -> tuple[np.ndarray, int]:
     """``text`` placed at a random offset with random bytes around it; the buffer ends where the text ends, or a few
-    bytes later (then ``end`` may include some of those bytes)."""
+    bytes later (then ``end`` may include some of those bytes), right before an unreadable page."""
     lead = bytes(rng.choice(NEAR) for _ in range(rng.randrange(0, 9)))
     tail = bytes(rng.choice(NEAR) for _ in range(rng.choice([0, 0, 1, 3, 9])))
-    data = np.frombuffer(lead + text + tail, np.uint8).copy()  # exactly this long: no slack to read into
-    return data, len(lead)
+    return guarded(lead + text + tail), len(lead)
 
 
 def digit_run(b: bytes) -> int:
@@ -243,3 +266,24 @@ def test_product_lookup_equals_reference():
             want = (encoded.index(b[:k]), pos + k + 2) if ok and b[:k] in encoded else (-1, -1)
             got = _product(data, pos, end, table.bytes, table.offs, table.table, table.short)
             assert got == want, (name, text, end - pos)
+
+
+def test_many_short_lines_fill_the_line_table_without_losing_a_line():
+    """A piece with more lines than ``scan`` first makes room for (blank or short junk lines) is scanned in parts;
+    every line is kept, in order, and a FAST line among them keeps its row (an off-by-one once wrote past the line
+    table and dropped the line at each part's end)."""
+    frame = ('{"channel":"l2_data","client_id":"","timestamp":"2026-01-05T00:00:01.5Z","sequence_num":7,"events":'
+             '[{"type":"update","product_id":"BTC-USD","updates":[{"side":"bid","event_time":'
+             '"2026-01-05T00:00:01.25Z","price_level":"100.5","new_quantity":"2"}]}]}')
+    good = orjson.dumps({"ts_recv_ns": T_NS, "raw": frame}) + b"\n"
+    table = ProductTable({"BTC-USD": ProductScale(2, 8)})
+    for junk, k in [(b"\n", 40), (b"x\n", 23), (b"x\n", 24), (b"\n", 200), (b"yy\n", 150)]:
+        text = junk * k + good + junk * k + good
+        block = scan(guarded(text), table)
+        assert block.n == text.count(b"\n")
+        status = block.lines["status"][:block.n]
+        assert np.flatnonzero(status == FAST).tolist() == [k, 2 * k + 1]
+        assert (status != FAST).sum() == 2 * k and set(status[status != FAST].tolist()) == {SLOW}
+        rows = block.rows
+        assert len(rows) == 2 and rows["price"].tolist() == [10050, 10050] and rows["size"].tolist() == [2 * 10**8] * 2
+        assert rows["ts_exch_ns"].tolist() == [T_NS_EXCH] * 2 and rows["seq"].tolist() == [7, 7]

@@ -250,12 +250,25 @@ def _is_json(text):
         return False
 
 
-def write_lines(path, lines, final_newline=True):
+def write_lines(path, lines, final_newline=True, streamed=False):
+    """A capture file; ``.zst``: zstd frames of known size cut every 1-4 KB wherever that falls (mid-line
+    too), so the frame-by-frame reader's pieces and carried partial lines fall everywhere; ``streamed``: one
+    frame of unknown size instead (the streaming reader, in pieces of ``CHUNK_BYTES``)."""
     data = b"\n".join(lines) + (b"\n" if final_newline else b"")
     if path.name.endswith(".zst"):
         import zstandard
 
-        data = zstandard.ZstdCompressor().compress(data)
+        cctx = zstandard.ZstdCompressor()
+        if streamed:
+            with open(path, "wb") as fh, cctx.stream_writer(fh) as sink:
+                sink.write(b"\n".join(lines) + (b"\n" if final_newline else b""))
+            return path
+        rng = random.Random(len(data))
+        cuts, pos = [], 0
+        while pos < len(data):
+            cuts.append((pos, min(len(data), pos + rng.randrange(1000, 4000))))
+            pos = cuts[-1][1]
+        data = b"".join(cctx.compress(data[a:b]) for a, b in cuts)
     path.write_bytes(data)
     return path
 
@@ -265,7 +278,7 @@ def write_lines(path, lines, final_newline=True):
                                             (5, 0.03, [None, 9])])
 def test_random_sessions_bulk_equals_frame_by_frame(tmp_path, small_pieces, seed, odd, conns):
     lines = Session(random.Random(seed), odd).run(500, conns)
-    cap = write_lines(tmp_path / "capture-1.jsonl.zst", lines, final_newline=seed % 2 == 0)
+    cap = write_lines(tmp_path / "capture-1.jsonl.zst", lines, final_newline=seed % 2 == 0, streamed=seed in (3, 5))
     res, tabs = ingest_both(tmp_path, cap)
     assert res["normalizer"]["l2_rows"] > 0
     if odd:
