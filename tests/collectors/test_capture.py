@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 
 import orjson
 import pytest
@@ -146,3 +147,43 @@ def test_a_truncated_or_damaged_compressed_segment_is_an_error_not_a_short_read(
             _pieces(f)
         with pytest.raises(CaptureError, match=rf"capture-{name}\.jsonl\.zst"):
             list(read_capture(f))
+
+
+def test_rotation_hands_the_segment_to_a_worker_and_close_waits(tmp_path, monkeypatch):
+    """Compressing a finished segment does not hold up the write that rotated (the collector's event loop): that
+    write returns while the worker is still compressing; close waits for it."""
+    started, release = threading.Event(), threading.Event()
+    real = capture_mod.compress_segment
+
+    def held(path, level=3):
+        started.set()
+        release.wait(30)
+        return real(path, level)
+
+    monkeypatch.setattr(capture_mod, "compress_segment", held)
+    w = CaptureWriter(tmp_path, "coinbase")
+    w.write(T0, "a")
+    w.write(T0 + 3_600_000_000_000, "b")  # the next hour: rotates
+    assert started.wait(10)
+    assert not release.is_set() and w.finished == []  # the rotating write came back mid-compression
+    release.set()
+    w.close()
+    assert len(w.finished) == 2 and all(p.name.endswith(".jsonl.zst") for p in w.finished)
+    assert not list(tmp_path.rglob("capture-*.jsonl"))
+    assert [r.raw for r in read_capture(tmp_path)] == ["a", "b"]
+
+
+def test_a_failed_compression_is_raised_at_close_and_recovered_on_restart(tmp_path, monkeypatch):
+    def broken(path, level=3):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(capture_mod, "compress_segment", broken)
+    w = CaptureWriter(tmp_path, "coinbase")
+    w.write(T0, "a")
+    with pytest.raises(OSError, match="disk full"):
+        w.close()
+    monkeypatch.undo()
+    with CaptureWriter(tmp_path, "coinbase"):  # the lock was released; recover() compresses the plain segment
+        pass
+    assert [r.raw for r in read_capture(tmp_path)] == ["a"]
+    assert not list(tmp_path.rglob("capture-*.jsonl"))
