@@ -11,9 +11,9 @@ Crash safety
     flushed and can leave at most one partial last line. On rotation or close the segment is compressed to
     ``.jsonl.zst`` (by a worker thread, so the collector's loop does not wait) through a temporary file and an
     atomic rename, then the plain file is removed, so a compressed segment is always complete; a crash
-    mid-compression leaves the plain file for ``recover()``. ``recover()`` (run at start-up) finishes segments a crash left behind:
-    it cuts a partial last line (kept in a ``.partial`` file with its byte offset, never silently dropped) and
-    compresses the rest.
+    mid-compression leaves the plain file. ``recover()`` (run at start-up) finishes segments a crash left
+    behind: it cuts a partial last line (kept in a ``.partial`` file with its byte offset, never silently
+    dropped) and compresses the rest.
 
 Segments rotate every hour of receive time (and on size), named
 ``<root>/exchange=<ex>/date=YYYY-MM-DD/hour=HH/capture-<first ts_recv_ns>.jsonl[.zst]``.
@@ -173,19 +173,27 @@ def compress_segment(path: Path, level: int = 3) -> Path:
     target = path.with_name(path.name + ".zst")
     cctx = zstandard.ZstdCompressor(level=level)  # writes each frame's content size
     with atomic.atomic_path(target) as tmp, open(path, "rb") as src, open(tmp, "wb") as dst:
-        pending, frames = bytearray(), 0
-        while True:
-            block = src.read(FRAME_BYTES)
-            pending += block
-            cut = pending.rfind(b"\n") + 1 if block else len(pending)
-            if cut or (not block and not frames):  # an empty segment still becomes a valid (empty) frame
-                dst.write(cctx.compress(pending[:cut]))
-                del pending[:cut]
-                frames += 1
-            if not block:
-                break
+        for text in _whole_line_frames(iter(lambda: src.read(FRAME_BYTES), b"")):
+            dst.write(cctx.compress(text))
     path.unlink()
     return target
+
+
+def _whole_line_frames(blocks: Iterator[bytes]) -> Iterator[bytearray]:
+    """The text of ``blocks`` regrouped into frames that end at a line end, cut once ``FRAME_BYTES`` have gathered
+    (so about that size; a longer line makes a longer frame), then the rest; one empty frame if there is no text
+    (so an empty segment is still a valid zstd file)."""
+    pending, sent = bytearray(), False
+    for block in blocks:
+        pending += block
+        if len(pending) >= FRAME_BYTES:
+            cut = pending.rfind(b"\n") + 1
+            if cut:
+                yield pending[:cut]
+                del pending[:cut]
+                sent = True
+    if pending or not sent:
+        yield pending
 
 
 def recover(root: Path, level: int = 3) -> list[Path]:
@@ -229,10 +237,10 @@ def read_capture(path: str | os.PathLike, *, strict: bool = True) -> Iterator[Ca
 
 def _read_file(f: Path, strict: bool) -> Iterator[CaptureRecord]:
     if f.name.endswith(".zst"):
-        _checked_frames(f, f.read_bytes())  # zstd's streaming decoder would end a truncated file silently
-        with open(f, "rb") as fh:
-            stream = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(fh), 1 << 20)
-            yield from _parse_lines(f, stream, strict, tolerate_partial_tail=False)
+        data = f.read_bytes()
+        _checked_frames(f, data)  # zstd's streaming decoder would end a truncated file silently
+        stream = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(data), 1 << 20)
+        yield from _parse_lines(f, stream, strict, tolerate_partial_tail=False)
     else:
         with open(f, "rb") as fh:
             yield from _parse_lines(f, fh, strict, tolerate_partial_tail=True)
@@ -281,26 +289,33 @@ def read_chunks(f: Path, size: int | None = None) -> Iterator[memoryview]:
         frames = _checked_frames(f, data)
         if all(n is not None and n <= MAX_FRAME_TEXT for _, _, n in frames):
             yield from _frame_pieces(f, data, frames)
-            return
-        del data
+        else:
+            yield from _stream_pieces(zstandard.ZstdDecompressor().stream_reader(data), size, compressed=True)
+        return
     with open(f, "rb") as fh:
-        stream = zstandard.ZstdDecompressor().stream_reader(fh) if f.name.endswith(".zst") else fh
-        carry = b""
-        while True:
-            buf = memoryview(np.empty(len(carry) + size, np.uint8))  # not zeroed: the read overwrites it
-            buf[:len(carry)] = carry
-            got = _read_into(stream, buf[len(carry):])
-            if not got:
-                break
-            data = buf[:len(carry) + got]
-            cut = _last_newline(data) + 1
-            if cut == 0:
-                carry = bytes(data)
-                continue
-            carry = bytes(data[cut:])
-            yield data[:cut].toreadonly()
-        if carry and f.name.endswith(".zst"):
-            yield memoryview(carry)
+        yield from _stream_pieces(fh, size, compressed=False)
+
+
+def _stream_pieces(stream, size: int, compressed: bool) -> Iterator[memoryview]:
+    """``stream``'s bytes read straight into pieces of ``size`` bytes cut after their last newline (the rest is
+    carried into the next piece); the final partial line is a piece of its own only for a compressed segment (a
+    plain segment's is a crash's cut line)."""
+    carry = b""
+    while True:
+        buf = memoryview(np.empty(len(carry) + size, np.uint8))  # not zeroed: the read overwrites it
+        buf[:len(carry)] = carry
+        got = _read_into(stream, buf[len(carry):])
+        if not got:
+            break
+        data = buf[:len(carry) + got]
+        cut = _last_newline(data) + 1
+        if cut == 0:
+            carry = bytes(data)
+            continue
+        carry = bytes(data[cut:])
+        yield data[:cut].toreadonly()
+    if carry and compressed:
+        yield memoryview(carry)
 
 
 def _checked_frames(f: Path, data: bytes) -> list:
@@ -411,15 +426,18 @@ def write_capture(path: str | os.PathLike, records: Iterator[tuple[int, str]]) -
     path = Path(path)
     zst = path.name.endswith(".zst")
     cctx = zstandard.ZstdCompressor(level=3)
-    n, frames, pending = 0, 0, bytearray()
-    with atomic.atomic_path(path) as tmp, open(tmp, "wb") as fh:
+    n = 0
+
+    def lines():
+        nonlocal n
         for ts, raw in records:
-            pending += orjson.dumps({"ts_recv_ns": int(ts), "raw": raw}) + b"\n"
             n += 1
-            if len(pending) >= FRAME_BYTES:
-                fh.write(cctx.compress(pending) if zst else pending)
-                pending.clear()
-                frames += 1
-        if pending or (zst and not frames):
-            fh.write(cctx.compress(pending) if zst else pending)
+            yield orjson.dumps({"ts_recv_ns": int(ts), "raw": raw}) + b"\n"
+
+    with atomic.atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        for text in _whole_line_frames(lines()):
+            if zst:
+                fh.write(cctx.compress(text))
+            elif text:
+                fh.write(text)
     return n

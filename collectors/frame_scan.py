@@ -35,9 +35,10 @@ How it is compiled
     calls: numba's calling convention passes each array as seven words and checks a status after every call, which
     had cost ~20% of the scan. ``_scan`` hands the helpers owner-less views of its arrays (:func:`_borrowed`), so
     the reference counting numba emits around them never touches an atomic counter. Literals of 8+ bytes are
-    compared eight bytes at a time, and integers, time fractions and 8+ decimal fractions are read eight digits at
-    a time (:func:`_eight_digits_value`), each word one unaligned load. The result is the byte-by-byte parse's, digit
-    for digit (``tests/collectors/test_frame_scan.py``).
+    compared eight bytes at a time; digit runs are measured a word at a time (:func:`_digit_run`) and read eight
+    digits at a time (:func:`_digits_value`); the last date-hour-minute is remembered (:func:`_time`); product ids
+    of 1-7 bytes are found with one load (:func:`_product`). The result is the byte-by-byte parse's, digit for
+    digit (``tests/collectors/test_frame_scan.py``).
 """
 
 from __future__ import annotations
@@ -162,20 +163,9 @@ def _load8(typingctx, arr, idx):
 
 
 _X30 = np.uint64(0x3030303030303030)
-_XF0 = np.uint64(0xF0F0F0F0F0F0F0F0)
-_X06 = np.uint64(0x0606060606060606)
-_X33 = np.uint64(0x3333333333333333)
 _XFF = np.uint64(0x000000FF000000FF)
 _MUL1 = np.uint64(100 + (1000000 << 32))
 _MUL2 = np.uint64(1 + (10000 << 32))
-
-
-@njit(cache=True, forceinline=True)
-def _eight_digits(w):
-    """Whether all 8 bytes of ``w`` are ASCII digits: each byte's high nibble is 3 and stays 3 after adding 6 (the
-    SWAR test of fast_float's ``is_made_of_eight_digits_fast``; Lemire, "Number parsing at a gigabyte per second",
-    SPE 2021)."""
-    return ((w & _XF0) | (((w + _X06) & _XF0) >> np.uint64(4))) == _X33
 
 
 @njit(cache=True, forceinline=True)
@@ -252,11 +242,8 @@ def _uint(buf, pos, end):
         return 0, -1
     v = 0
     i = pos
-    while i + 8 <= end and i - pos + 8 <= MAX_DIGITS:  # eight digits at a time while they last
-        w = _load8(buf, i)
-        if not _eight_digits(w):
-            break
-        v = v * 100_000_000 + _eight_digits_value(w)
+    while i - pos + 8 <= MAX_DIGITS and _digit_run(buf, i, end) == 8:  # eight digits at a time while they last
+        v = v * 100_000_000 + _eight_digits_value(_load8(buf, i))
         i += 8
     while i < end and 48 <= buf[i] <= 57 and i - pos < MAX_DIGITS:
         v = v * 10 + (np.int64(buf[i]) - 48)
@@ -419,6 +406,13 @@ def _first_below(w, v):
 
 
 @njit(cache=True, forceinline=True)
+def _short_slot(key, mask):
+    """Home slot of a 1-7 byte product id (its bytes as one little-endian integer) in ``ProductTable.short``: bits
+    40-63 of ``key * M1`` (a multiplicative hash), masked to the table."""
+    return np.int64((np.uint64(key) * _M1) >> np.uint64(40)) & mask
+
+
+@njit(cache=True, forceinline=True)
 def _product(buf, pos, end, names, offs, table, short):
     """A known product id (its exact UTF-8 bytes, then ``\\"``) -> (index, pos after the quote) or (-1, -1).
     Ids of 1-7 bytes are found with one load: the backslash that ends them, any quote or control byte before it
@@ -435,7 +429,7 @@ def _product(buf, pos, end, names, offs, table, short):
                 return -1, -1
             key = w & ((np.uint64(1) << np.uint64(8 * n)) - np.uint64(1))
             mask = short.shape[0] - 1
-            slot = np.int64((key * _M1) >> np.uint64(40)) & mask
+            slot = _short_slot(key, mask)
             while short[slot, 2] >= 0:
                 if short[slot, 0] == np.int64(key) and short[slot, 1] == n:
                     return short[slot, 2], pos + n + 2
@@ -755,12 +749,12 @@ class ProductTable:
                 slot = (slot + 1) & (size - 1)
             self.table[slot] = i
         # ids of 1-7 bytes by their bytes as one little-endian integer: rows (key, length, index), index -1 = empty;
-        # slot = top bits of key * M1 (as the scanner computes it), probed linearly
+        # home slot _short_slot(key), probed linearly
         self.short = np.full((size, 3), -1, np.int64)
         for i, b in enumerate(encoded):
             if 0 < len(b) < 8:
                 key = int.from_bytes(b, "little")
-                slot = (((key * int(_M1)) & (2**64 - 1)) >> 40) & (size - 1)
+                slot = int(_short_slot(np.uint64(key), size - 1))
                 while self.short[slot, 2] >= 0:
                     slot = (slot + 1) & (size - 1)
                 self.short[slot] = (key, len(b), i)

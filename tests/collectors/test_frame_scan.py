@@ -22,7 +22,7 @@ import pytest
 
 from collectors.coinbase import ProductScale
 from collectors.frame_scan import (
-    SLOW, FAST, ProductTable, _decimal, _digit_run, _digits_value, _eight_digits, _eight_digits_value, _match, _product, _time,
+    SLOW, FAST, ProductTable, _decimal, _digit_run, _digits_value, _eight_digits_value, _match, _product, _time,
     _uint, scan,
 )
 
@@ -122,7 +122,7 @@ def test_eight_digit_test_and_value_on_every_byte_at_every_position():
             word = bytearray(base)
             word[pos] = v
             w = np.uint64(int.from_bytes(word, "little"))
-            assert bool(_eight_digits(w)) == (48 <= v <= 57), (pos, v)
+            assert (_digit_run(guarded(bytes(word)), 0, 8) == 8) == (48 <= v <= 57), (pos, v)
             if 48 <= v <= 57:
                 assert _eight_digits_value(w) == int(word), word
     rng = random.Random(1)
